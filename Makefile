@@ -1,0 +1,38 @@
+# clerk-sync developer commands. `make run` and `make test` install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PLUGINS := plugins/users plugins/sessions plugins/organizations
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint tools bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(BIN)/pip install --quiet -e '.[dev]' $(foreach p,$(wildcard $(PLUGINS)),-e $(p))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/clerk-sync serve --host 127.0.0.1 --port 8000
+
+tools: install
+	bash scripts/install-tools.sh
+
+lint: install
+	$(BIN)/ruff check service plugins tests bench
+	$(BIN)/ruff format --check service plugins tests bench
+	$(BIN)/mypy service plugins/*/src
+
+test: install tools lint
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
