@@ -1,0 +1,134 @@
+"""Built-in plugin `users`: Clerk users projected into the `users` collection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from odmantic import Field, Model
+
+from clerk_sync import Context, Event, Plugin
+from clerk_sync.events import timestamp_from_clerk
+from clerk_sync.projection import tombstone, upsert_if_newer
+
+
+class User(Model):
+    """One Clerk user. `email` is the address whose id is `primary_email_address_id`."""
+
+    model_config = {"collection": "users"}  # noqa: RUF012 - ODMantic reads a plain dict
+
+    clerk_id: str = Field(unique=True)
+    external_id: str | None = Field(default=None, index=True)
+    email: str | None = None
+    email_addresses: list[str] = Field(default_factory=list)
+    phone: str | None = None
+    username: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    image_url: str | None = None
+    public_metadata: dict[str, Any] = Field(default_factory=dict)
+    private_metadata: dict[str, Any] = Field(default_factory=dict)
+    unsafe_metadata: dict[str, Any] = Field(default_factory=dict)
+    banned: bool = False
+    locked: bool = False
+    last_sign_in_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None
+
+
+#: What a deletion leaves of a user: identifiers only.
+SCRUBBED: dict[str, Any] = {
+    "email": None,
+    "email_addresses": [],
+    "phone": None,
+    "username": None,
+    "first_name": None,
+    "last_name": None,
+    "image_url": None,
+    "public_metadata": {},
+    "private_metadata": {},
+    "unsafe_metadata": {},
+}
+
+plugin = Plugin("users", models=[User])
+
+
+def _primary(items: object, primary_id: object, value_key: str) -> str | None:
+    """The value of the entry whose `id` is `primary_id` (never simply the first entry)."""
+    if not isinstance(items, list) or primary_id is None:
+        return None
+    for item in items:
+        if isinstance(item, dict) and item.get("id") == primary_id:
+            value = item.get(value_key)
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def project_user(data: dict[str, Any]) -> dict[str, Any]:
+    """The stored fields of a user from a Clerk `user` object; unknown fields are ignored."""
+    addresses = data.get("email_addresses")
+    return {
+        "external_id": data.get("external_id"),
+        "email": _primary(addresses, data.get("primary_email_address_id"), "email_address"),
+        "email_addresses": [
+            a["email_address"]
+            for a in (addresses if isinstance(addresses, list) else [])
+            if isinstance(a, dict) and isinstance(a.get("email_address"), str)
+        ],
+        "phone": _primary(
+            data.get("phone_numbers"), data.get("primary_phone_number_id"), "phone_number"
+        ),
+        "username": data.get("username"),
+        "first_name": data.get("first_name"),
+        "last_name": data.get("last_name"),
+        "image_url": data.get("image_url"),
+        "public_metadata": _dict(data.get("public_metadata")),
+        "private_metadata": _dict(data.get("private_metadata")),
+        "unsafe_metadata": _dict(data.get("unsafe_metadata")),
+        "banned": bool(data.get("banned", False)),
+        "locked": bool(data.get("locked", False)),
+        "last_sign_in_at": timestamp_from_clerk(data.get("last_sign_in_at")),
+        "created_at": timestamp_from_clerk(data.get("created_at")),
+    }
+
+
+@plugin.on("user.created", "user.updated")
+async def upsert_user(event: Event, ctx: Context[None]) -> None:
+    """Insert or update the user unless a newer version or a tombstone is stored."""
+    clerk_id = event.data.get("id")
+    if not isinstance(clerk_id, str):
+        raise ValueError(f"{event.type} without a string 'id'")
+    collection = ctx.engine.get_collection(User)
+    updated_at = timestamp_from_clerk(event.data.get("updated_at"))
+    result = await upsert_if_newer(collection, clerk_id, project_user(event.data), updated_at)
+    if result == "stale":
+        ctx.log.info("user_stale_event_skipped", clerk_id=clerk_id)
+
+
+@plugin.on("user.deleted")
+async def delete_user(event: Event, ctx: Context[None]) -> None:
+    """Leave a scrubbed tombstone, found by `id`, else by `external_id`, else a logged no-op."""
+    collection = ctx.engine.get_collection(User)
+    clerk_id, external_id = event.data.get("id"), event.data.get("external_id")
+    if isinstance(clerk_id, str):
+        query: dict[str, Any] = {"clerk_id": clerk_id}
+    elif isinstance(external_id, str):
+        query = {"external_id": external_id}
+    else:
+        ctx.log.warning("user_deleted_without_id", reason="neither id nor external_id given")
+        return
+    changed = await tombstone(
+        collection,
+        query,
+        deleted_at=event.timestamp,
+        cleared=SCRUBBED,
+        upsert=isinstance(clerk_id, str),
+        many=not isinstance(clerk_id, str),
+    )
+    ctx.log.info("user_deleted", clerk_id=clerk_id, changed=changed)

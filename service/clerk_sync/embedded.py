@@ -1,0 +1,143 @@
+"""The embedded development store: mongoeco's MongoDB wire server, in memory or over SQLite.
+
+`clerk-sync serve` runs it as a child process (`python -m clerk_sync.embedded`) when MONGODB_URL is
+unset, so every worker process talks to one store over a real MongoDB connection. Tests run it in
+a thread with the in-memory engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from mongoeco.engines.memory import MemoryEngine
+from mongoeco.engines.sqlite import SQLiteEngine
+from mongoeco.wire import AsyncMongoEcoProxyServer
+
+DB_FILE = "clerk-sync.sqlite3"
+_READY = "clerk-sync-embedded-store"
+
+
+def _engine(path: Path | None) -> Any:
+    return SQLiteEngine(str(path)) if path is not None else MemoryEngine()
+
+
+class EmbeddedThread:
+    """A wire server on its own event loop in a daemon thread; `start()` returns its URL."""
+
+    def __init__(self, path: Path | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._path, self._host, self._port = path, host, port
+        self._ready: concurrent.futures.Future[str] = concurrent.futures.Future()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, name="clerk-sync-embedded", daemon=True)
+
+    def start(self, timeout: float = 15.0) -> str:
+        self._thread.start()
+        return self._ready.result(timeout=timeout)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._serve())
+        except BaseException as error:  # report start-up failures to the waiting caller
+            if not self._ready.done():
+                self._ready.set_exception(error)
+
+    async def _serve(self) -> None:
+        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+        server = AsyncMongoEcoProxyServer(
+            engine=_engine(self._path), host=self._host, port=self._port
+        )
+        address = await server.start()
+        self._ready.set_result(address.uri)
+        try:
+            await self._stop.wait()
+        finally:
+            await server.close()
+
+
+class EmbeddedProcess:
+    """The SQLite-backed wire server as a child process (what `clerk-sync serve` uses)."""
+
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.data_dir, self.host, self.port = data_dir, host, port
+        self.process: subprocess.Popen[str] | None = None
+        self.url: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.data_dir / DB_FILE
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "clerk_sync.embedded", "--file", str(self.path)]
+        command += ["--host", self.host, "--port", str(self.port)]
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
+        assert self.process.stdout is not None
+        self.url = _read_ready(self.process.stdout, timeout)
+        return self.url
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _read_ready(stream: IO[str], timeout: float) -> str:
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        line = pool.submit(stream.readline).result(timeout=timeout)
+    prefix, _, url = line.strip().partition(" ")
+    if prefix != _READY or not url:
+        raise RuntimeError(f"embedded store did not start: {line.strip()!r}")
+    return url
+
+
+async def _serve_forever(path: Path, host: str, port: int) -> None:
+    server = AsyncMongoEcoProxyServer(engine=_engine(path), host=host, port=port)
+    address = await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(_READY, address.uri, flush=True)
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:  # never outlive `clerk-sync serve`
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+    await server.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="clerk-sync embedded development store")
+    parser.add_argument("--file", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.makedirs(args.file.parent, exist_ok=True)
+    asyncio.run(_serve_forever(args.file, args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

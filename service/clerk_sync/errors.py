@@ -1,0 +1,51 @@
+"""The one error hierarchy of clerk-sync; the HTTP layer maps these to answers in one place."""
+
+from __future__ import annotations
+
+
+class ClerkSyncError(Exception):
+    """Base of every error clerk-sync raises on purpose."""
+
+
+class ConfigError(ClerkSyncError):
+    """Bad configuration: start-up stops with one line naming the variable."""
+
+
+class PluginError(ClerkSyncError):
+    """A plugin could not be defined, loaded or validated; the message names the plugin."""
+
+
+class DeliveryError(ClerkSyncError):
+    """A webhook delivery cannot be accepted; carries the HTTP status and metric outcome."""
+
+    status: int = 400
+    outcome: str = "bad_request"
+
+
+class BadRequest(DeliveryError):
+    """Svix headers missing or malformed."""
+
+
+class PayloadTooLarge(DeliveryError):
+    """The body is larger than CLERK_SYNC_MAX_BODY_BYTES."""
+
+    status = 413
+    outcome = "too_large"
+
+
+class InvalidSignature(DeliveryError):
+    """No configured secret produced a matching signature, or the timestamp is out of tolerance."""
+
+    status = 401
+    outcome = "invalid_signature"
+
+
+class NotConfigured(DeliveryError):
+    """No signing secret is configured, so no delivery can be verified."""
+
+    status = 503
+    outcome = "unavailable"
+
+
+class StoreUnavailable(ClerkSyncError):
+    """MongoDB cannot be reached; deliveries are refused with 503 and Retry-After."""

@@ -1,0 +1,102 @@
+"""Prometheus metrics of one app; multiprocess-safe when PROMETHEUS_MULTIPROC_DIR is set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+if TYPE_CHECKING:
+    from clerk_sync.plugins import PluginRecord
+
+OUTCOMES = (
+    "processed",
+    "duplicate",
+    "ignored",
+    "rejected",
+    "failed",
+    "in_progress",
+    "invalid_signature",
+    "bad_request",
+    "too_large",
+    "unavailable",
+)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+class Metrics:
+    """Every metric of DESIGN.md, registered on a registry owned by the app (never the global)."""
+
+    def __init__(self) -> None:
+        self.multiprocess = multiprocess_dir() is not None
+        self.registry = CollectorRegistry(auto_describe=True)
+        own = None if self.multiprocess else self.registry
+        self.webhooks = Counter(
+            "clerk_sync_webhooks",
+            "Webhook deliveries by event type and outcome.",
+            ["event_type", "outcome"],
+            registry=own,
+        )
+        self.webhook_duration = Histogram(
+            "clerk_sync_webhook_duration_seconds",
+            "Time to answer a webhook delivery.",
+            ["event_type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=own,
+        )
+        self.handler_duration = Histogram(
+            "clerk_sync_handler_duration_seconds",
+            "Time one plugin handler took for one event.",
+            ["plugin", "event_type"],
+            buckets=_LATENCY_BUCKETS,
+            registry=own,
+        )
+        self.handler_failures = Counter(
+            "clerk_sync_handler_failures",
+            "Handler runs that raised or timed out.",
+            ["plugin", "event_type"],
+            registry=own,
+        )
+        self.delivery_lag = Histogram(
+            "clerk_sync_delivery_lag_seconds",
+            "Arrival time minus the envelope timestamp.",
+            buckets=_LAG_BUCKETS,
+            registry=own,
+        )
+        self.mongodb_up = Gauge(
+            "clerk_sync_mongodb_up",
+            "1 when the last MongoDB check succeeded.",
+            registry=own,
+            multiprocess_mode="livemin",
+        )
+        self.plugin_info = Gauge(
+            "clerk_sync_plugin_info",
+            "Discovered plugins with their version and load status.",
+            ["plugin", "version", "status"],
+            registry=own,
+            multiprocess_mode="livemax",
+        )
+        if self.multiprocess:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    def set_plugins(self, records: Iterable[PluginRecord]) -> None:
+        for record in records:
+            self.plugin_info.labels(record.name, record.version or "", record.status).set(1)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,265 @@
+"""The webhook pipeline without HTTP: verify, record, dispatch, answer (DESIGN.md steps 1-7)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from bson import Binary
+from bson.errors import BSONError
+from pymongo.errors import OperationFailure
+
+from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
+from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
+from clerk_sync.plugins import Context, Router, Subscription
+from clerk_sync.store import TERMINAL
+from clerk_sync.verify import decode_secret, parse_headers, verify
+
+if TYPE_CHECKING:
+    from odmantic import AIOEngine
+    from structlog.typing import FilteringBoundLogger
+
+    from clerk_sync.metrics import Metrics
+    from clerk_sync.settings import Settings
+    from clerk_sync.store import DeliveryLog
+
+type Clock = Callable[[], float]
+_MAX_ERROR = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the HTTP layer sends back: status, a small JSON body, extra headers."""
+
+    status: int
+    body: dict[str, Any]
+    outcome: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Delivery:
+    svix_id: str
+    event_type: str | None = None
+    handlers: dict[str, str] = field(default_factory=dict)
+
+
+class Receiver:
+    """Turns one raw delivery into an Answer. Built once per app; plain async, no Quart."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        router: Router,
+        log: FilteringBoundLogger,
+        metrics: Metrics,
+        clock: Clock = time.time,
+    ) -> None:
+        self.settings = settings
+        self.router = router
+        self.log = log
+        self.metrics = metrics
+        self.clock = clock
+        self.keys = tuple(
+            decode_secret(s.get_secret_value()) for s in settings.clerk_webhook_signing_secret
+        )
+        self.timeout = settings.clerk_sync_handler_timeout
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.events: DeliveryLog | None = None
+        self.engine: AIOEngine | None = None
+
+    def attach(self, events: DeliveryLog, engine: AIOEngine) -> None:
+        self.events, self.engine = events, engine
+
+    async def receive(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+        """Run steps 1-7 of the webhook contract; never raises for bad input."""
+        started = time.perf_counter()
+        delivery = _Delivery(svix_id="")
+        try:
+            answer = await self._receive(body, headers, delivery)
+        except DeliveryError as error:
+            answer = Answer(error.status, {"error": str(error)}, error.outcome)
+        except StoreUnavailable:
+            self.metrics.mongodb_up.set(0)
+            answer = Answer(
+                503,
+                {"error": "storage unavailable, retry later", "svix_id": delivery.svix_id},
+                "unavailable",
+                {"Retry-After": "5"},
+            )
+        self._observe(answer, delivery, time.perf_counter() - started)
+        return answer
+
+    def reject_early(self, error: DeliveryError) -> Answer:
+        """Answer and count an error found before the body was read (e.g. 413)."""
+        answer = Answer(error.status, {"error": str(error)}, error.outcome)
+        self._observe(answer, _Delivery(svix_id=""), 0.0)
+        return answer
+
+    async def _receive(self, body: bytes, headers: Mapping[str, str], d: _Delivery) -> Answer:
+        if len(body) > self.settings.clerk_sync_max_body_bytes:
+            raise PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
+        parsed = parse_headers(headers)
+        if not self.keys:
+            raise NotConfigured("CLERK_WEBHOOK_SIGNING_SECRET is not set")
+        now = self.clock()
+        verify(body, parsed, self.keys, now)
+        d.svix_id = parsed.id
+        try:
+            envelope = parse_envelope(body)
+        except NotAnEnvelope as error:
+            return await self._reject(body, d, str(error), now)
+        d.event_type = envelope["type"]
+        try:
+            return await self._accept(envelope, d, now)
+        except (BSONError, OverflowError, OperationFailure) as error:
+            # signed JSON MongoDB cannot store (integers beyond 64 bits, nesting limits): keep
+            # the raw text so nothing is lost, and tell the sender not to retry
+            return await self._reject(body, d, f"payload cannot be stored as BSON: {error}", now)
+
+    async def _reject(self, body: bytes, d: _Delivery, reason: str, now: float) -> Answer:
+        try:
+            payload: object = body.decode("utf-8")
+        except UnicodeDecodeError:
+            payload = Binary(body)
+        before = await self._claim(
+            d, "rejected", now, {"payload": payload, "type": d.event_type, "error": reason}
+        )
+        if before is not None:
+            return self._existing(before, d, now)
+        return Answer(
+            202, {"status": "rejected", "svix_id": d.svix_id, "reason": reason}, "rejected"
+        )
+
+    async def _accept(self, envelope: dict[str, Any], d: _Delivery, now: float) -> Answer:
+        event = Event.from_envelope(envelope, d.svix_id)
+        subs = self.router.handlers_for(event.type)
+        on_insert = {
+            "type": event.type,
+            "payload": envelope,
+            "event_timestamp": event.timestamp,
+            "instance_id": event.instance_id,
+        }
+        if event.timestamp is not None:
+            self.metrics.delivery_lag.observe(max(0.0, now - event.timestamp.timestamp()))
+        if not subs:
+            before = await self._claim(d, "ignored", now, on_insert)
+            if before is not None:
+                return self._existing(before, d, now)
+            return Answer(200, {"status": "ignored", "svix_id": d.svix_id}, "ignored")
+        token = uuid.uuid4().hex
+        before = await self._claim(d, "processing", now, on_insert, token)
+        done: set[str] = set()
+        if before is not None:
+            if not self._claimed(before, now):
+                return self._existing(before, d, now)
+            done = {k for k, v in (before.get("handlers") or {}).items() if v.get("status") == "ok"}
+        pending = [s for s in subs if s.key not in done]
+        return await self._dispatch(event, pending, d, token)
+
+    async def _claim(
+        self,
+        d: _Delivery,
+        target: str,
+        now: float,
+        on_insert: dict[str, Any],
+        token: str | None = None,
+    ) -> dict[str, Any] | None:
+        if self.events is None:
+            raise StoreUnavailable("storage is not started")
+        at = datetime.fromtimestamp(now, tz=UTC)
+        return await self.events.claim(
+            d.svix_id,
+            target=target,
+            token=token or "",
+            now=at,
+            lease_until=at + self.lease if target == "processing" else None,
+            on_insert=on_insert,
+        )
+
+    @staticmethod
+    def _claimed(before: dict[str, Any], now: float) -> bool:
+        status = before.get("status")
+        if status == "failed":
+            return True
+        lease = before.get("lease_until")
+        return status == "processing" and lease is not None and lease.timestamp() < now
+
+    def _existing(self, before: dict[str, Any], d: _Delivery, now: float) -> Answer:
+        if before.get("status") in TERMINAL:
+            return Answer(200, {"status": "duplicate", "svix_id": d.svix_id}, "duplicate")
+        return Answer(
+            409,
+            {"error": "delivery is being processed by another request", "svix_id": d.svix_id},
+            "in_progress",
+        )
+
+    async def _dispatch(
+        self, event: Event, subs: list[Subscription], d: _Delivery, token: str
+    ) -> Answer:
+        outcomes = await asyncio.gather(*(self._run(sub, event) for sub in subs))
+        by_key = {sub.key: outcome for sub, outcome in zip(subs, outcomes, strict=True)}
+        d.handlers = {k: v["status"] for k, v in by_key.items()}
+        ok = all(o["status"] == "ok" for o in outcomes)
+        status = "processed" if ok else "failed"
+        assert self.events is not None
+        owned = await self.events.finish(d.svix_id, token=token, status=status, outcomes=by_key)
+        if not owned:
+            return Answer(
+                409,
+                {"error": "lease expired; another attempt took over", "svix_id": d.svix_id},
+                "in_progress",
+            )
+        if ok:
+            return Answer(200, {"status": "processed", "svix_id": d.svix_id}, "processed")
+        return Answer(
+            500,
+            {"status": "failed", "svix_id": d.svix_id, "error": "a handler failed"},
+            "failed",
+        )
+
+    async def _run(self, sub: Subscription, event: Event) -> dict[str, Any]:
+        assert self.engine is not None
+        log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
+        ctx: Context[Any] = Context(
+            engine=self.engine,
+            log=log,
+            settings=self.router.plugin_settings(sub.plugin),
+            app_settings=self.settings,
+            plugin=sub.plugin,
+        )
+        started = time.perf_counter()
+        status, error = "ok", None
+        try:
+            async with asyncio.timeout(self.timeout):
+                await sub.func(event, ctx)
+        except TimeoutError:
+            status, error = "timeout", f"handler timed out after {self.timeout:g} s"
+        except Exception as exc:  # a plugin may raise anything; it must not affect the others
+            status, error = "failed", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+            log.warning("handler_failed", handler=sub.name, error=error)
+        elapsed = time.perf_counter() - started
+        label = metric_event_type(event.type)
+        self.metrics.handler_duration.labels(sub.plugin, label).observe(elapsed)
+        if status != "ok":
+            self.metrics.handler_failures.labels(sub.plugin, label).inc()
+        return {"status": status, "at": datetime.now(UTC), "error": error}
+
+    def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
+        label = metric_event_type(d.event_type)
+        self.metrics.webhooks.labels(label, answer.outcome).inc()
+        self.metrics.webhook_duration.labels(label).observe(elapsed)
+        self.log.info(
+            "webhook",
+            svix_id=d.svix_id or None,
+            event_type=d.event_type,
+            outcome=answer.outcome,
+            status=answer.status,
+            duration_ms=round(elapsed * 1000, 2),
+            handlers=d.handlers or None,
+        )

@@ -1,0 +1,113 @@
+"""Settings: one frozen model read from the environment (and a `.env` file), validated at start."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from clerk_sync.errors import ConfigError
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+def _split(value: object) -> object:
+    """Split a comma- or space-separated string into a tuple of non-empty items."""
+    if isinstance(value, str):
+        return tuple(item for item in value.replace(",", " ").split() if item)
+    return value
+
+
+def _default_log_format() -> LogFormat:
+    return "console" if sys.stderr.isatty() else "json"
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see docs/configuration.md for each one."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    clerk_webhook_signing_secret: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    mongodb_url: SecretStr | None = None
+    mongodb_db: str = Field(default="clerk_sync", min_length=1)
+    clerk_sync_data_dir: Path = Path("./.clerk-sync")
+    clerk_sync_plugins: Annotated[tuple[str, ...] | None, NoDecode] = None
+    clerk_sync_disabled_plugins: Annotated[tuple[str, ...], NoDecode] = ()
+    clerk_sync_required_plugins: Annotated[tuple[str, ...], NoDecode] = ()
+    clerk_sync_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
+    clerk_sync_event_retention_days: int = Field(default=30, gt=0)
+    clerk_jwt_key: SecretStr | None = None
+    clerk_jwks_url: str | None = None
+    clerk_issuer: str | None = None
+    clerk_authorized_parties: Annotated[tuple[str, ...], NoDecode] = ()
+    clerk_secret_key: SecretStr | None = None
+    clerk_api_url: str = "https://api.clerk.com"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = Field(default_factory=_default_log_format)
+
+    @field_validator(
+        "clerk_sync_plugins",
+        "clerk_sync_disabled_plugins",
+        "clerk_sync_required_plugins",
+        "clerk_authorized_parties",
+        mode="before",
+    )
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("clerk_webhook_signing_secret", mode="before")
+    @classmethod
+    def _split_secrets(cls, value: object) -> object:
+        return _split(value)
+
+    @field_validator("clerk_webhook_signing_secret")
+    @classmethod
+    def _secrets_are_whsec(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for secret in value:
+            if not secret.get_secret_value().startswith("whsec_"):
+                raise ValueError("each secret must start with 'whsec_'")
+        return value
+
+    @field_validator(
+        "mongodb_url",
+        "clerk_jwt_key",
+        "clerk_jwks_url",
+        "clerk_issuer",
+        "clerk_secret_key",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a delivery stays claimed: the handler timeout plus room to record outcomes."""
+        return self.clerk_sync_handler_timeout + 5.0
+
+    @property
+    def read_api_enabled(self) -> bool:
+        return self.clerk_jwt_key is not None or self.clerk_jwks_url is not None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; turn a validation error into one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"invalid configuration: {name}: {first['msg']}") from error

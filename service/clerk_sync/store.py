@@ -1,0 +1,158 @@
+"""MongoDB access: the motor client, the ODMantic engine, indexes and the delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from motor.motor_asyncio import AsyncIOMotorClient
+from odmantic import AIOEngine
+from pymongo import IndexModel, ReturnDocument
+from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+
+from clerk_sync.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from motor.motor_asyncio import AsyncIOMotorCollection
+    from odmantic import Model
+
+EVENTS = "webhook_events"
+TERMINAL = frozenset({"processed", "ignored", "rejected"})
+SERVER_SELECTION_MS = 2000
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether a pymongo error means the server cannot be reached (vs. a bad command)."""
+    return isinstance(error, ConnectionFailure | ServerSelectionTimeoutError)
+
+
+class Store:
+    """One motor client and ODMantic engine per app; closed on shut-down."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+            url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=SERVER_SELECTION_MS,
+            connectTimeoutMS=SERVER_SELECTION_MS,
+            appname="clerk-sync",
+        )
+        self.database = database
+        self.engine = AIOEngine(client=self.client, database=database)
+        self.db = self.client[database]
+        self.events = DeliveryLog(self.db[EVENTS])
+
+    async def ping(self, within: float = 1.0) -> bool:
+        """True when the server answers a ping within `within` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                await self.client.admin.command("ping")
+        except (TimeoutError, PyMongoError):
+            return False
+        return True
+
+    async def ensure_indexes(self, models: Iterable[type[Model]], retention_days: int) -> None:
+        """Create the delivery log's indexes (TTL included) and those of every plugin model."""
+        await self.events.ensure_indexes(retention_days)
+        await self.engine.configure_database(list(models), update_existing_indexes=True)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class DeliveryLog:
+    """The `webhook_events` collection: claims, leases and per-handler outcomes."""
+
+    def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]]) -> None:
+        self.collection = collection
+
+    async def ensure_indexes(self, retention_days: int) -> None:
+        ttl = int(timedelta(days=retention_days).total_seconds())
+        existing = await self.collection.index_information()
+        current = existing.get("received_at_ttl", {}).get("expireAfterSeconds")
+        if current is not None and current != ttl:
+            await self.collection.drop_index("received_at_ttl")
+        await self.collection.create_indexes(
+            [
+                IndexModel("received_at", name="received_at_ttl", expireAfterSeconds=ttl),
+                IndexModel([("status", 1), ("received_at", 1)], name="status_received_at"),
+                IndexModel([("type", 1), ("received_at", 1)], name="type_received_at"),
+            ]
+        )
+
+    async def claim(
+        self,
+        svix_id: str,
+        *,
+        target: str,
+        token: str,
+        now: datetime,
+        lease_until: datetime | None,
+        on_insert: Mapping[str, Any],
+    ) -> dict[str, Any] | None:
+        """Atomically record or re-claim a delivery; return the document as it was before.
+
+        A delivery is claimable when it is new, `failed`, or `processing` with an expired lease;
+        a claim sets `status` to `target` and takes the lease. Otherwise nothing changes. One
+        round trip either way, so a duplicate costs a single command.
+        """
+        claimable = {
+            "$or": [
+                {"$eq": [{"$type": "$status"}, "missing"]},
+                {"$eq": ["$status", "failed"]},
+                {"$and": [{"$eq": ["$status", "processing"]}, {"$lt": ["$lease_until", now]}]},
+            ]
+        }
+
+        def when_claimed(value: object, current: str) -> dict[str, Any]:
+            return {"$cond": [claimable, {"$literal": value}, f"${current}"]}
+
+        stage: dict[str, Any] = {
+            "status": when_claimed(target, "status"),
+            "lease_until": when_claimed(lease_until, "lease_until"),
+            "lease_token": when_claimed(token, "lease_token"),
+            "last_attempt_at": when_claimed(now, "last_attempt_at"),
+            "attempts": {
+                "$cond": [claimable, {"$add": [{"$ifNull": ["$attempts", 0]}, 1]}, "$attempts"]
+            },
+            "handlers": {"$ifNull": ["$handlers", {"$literal": {}}]},
+            "received_at": {"$ifNull": ["$received_at", {"$literal": now}]},
+        }
+        for name, value in on_insert.items():
+            stage[name] = {"$ifNull": [f"${name}", {"$literal": value}]}
+        try:
+            return await self.collection.find_one_and_update(
+                {"_id": svix_id},
+                [{"$set": stage}],
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        except PyMongoError as error:
+            if unavailable(error):
+                raise StoreUnavailable("MongoDB is unavailable") from error
+            raise
+
+    async def finish(
+        self,
+        svix_id: str,
+        *,
+        token: str,
+        status: str,
+        outcomes: Mapping[str, Mapping[str, Any]],
+    ) -> bool:
+        """Write handler outcomes and the final status if this attempt still holds the lease."""
+        update: dict[str, Any] = {"status": status, "lease_until": None}
+        for key, outcome in outcomes.items():
+            update[f"handlers.{key}"] = dict(outcome)
+        try:
+            result = await self.collection.update_one(
+                {"_id": svix_id, "lease_token": token}, {"$set": update}
+            )
+        except PyMongoError as error:
+            raise StoreUnavailable("MongoDB is unavailable") from error
+        return result.matched_count == 1
+
+    async def get(self, svix_id: str) -> dict[str, Any] | None:
+        return await self.collection.find_one({"_id": svix_id})

@@ -1,0 +1,255 @@
+"""The webhook contract of DESIGN.md, one test per row: status codes, bodies, stored records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from clerk_sync import Context, Event, Plugin
+from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
+from tests.conftest import Runner
+
+USER = {"id": "user_1", "object": "user", "updated_at": 1_700_000_000_000}
+BODY = envelope("user.created", USER)
+
+
+class Recorder:
+    """A plugin whose handlers count their runs and can be told to fail or wait."""
+
+    def __init__(self, name: str = "recorder") -> None:
+        self.plugin = Plugin(name)
+        self.runs: list[str] = []
+        self.fail = False
+        self.gate: asyncio.Event | None = None
+        self.started = asyncio.Event()
+
+        @self.plugin.on("user.created")
+        async def record(event: Event, ctx: Context[None]) -> None:
+            self.runs.append(event.svix_id)
+            self.started.set()
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail:
+                raise RuntimeError("boom")
+
+
+async def test_body_over_the_limit_is_413(running: Runner) -> None:
+    async with running(clerk_sync_max_body_bytes=64) as r:
+        status, body = await r.post(b"{" + b" " * 100 + b"}")
+    assert status == 413
+    assert "error" in body
+
+
+async def test_missing_svix_headers_are_400(running: Runner) -> None:
+    async with running() as r:
+        status, body = await r.post(BODY, headers={"content-type": "application/json"})
+    assert status == 400
+    assert "svix-id" in body["error"]
+
+
+@pytest.mark.parametrize("junk", ["garbage", "v1,", "v1,!!!notbase64", "v2,abc", "," * 50])
+async def test_junk_signature_header_is_400_not_500(running: Runner, junk: str) -> None:
+    headers = signed_headers(BODY) | {"svix-signature": junk}
+    async with running() as r:
+        status, _ = await r.post(BODY, headers=headers)
+    assert status == 400
+
+
+async def test_webhook_prefixed_headers_are_accepted(running: Runner) -> None:
+    """The Standard Webhooks names (`webhook-id` …) work like the `svix-*` ones."""
+    headers = {k.replace("svix-", "webhook-"): v for k, v in signed_headers(BODY).items()}
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, body = await r.post(BODY, headers=headers)
+    assert (status, body["status"]) == (200, "processed")
+
+
+async def test_wrong_secret_is_401(running: Runner) -> None:
+    other = "whsec_" + "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldA=="
+    async with running() as r:
+        status, body = await r.post(BODY, secret=other)
+    assert status == 401
+    assert body == {"error": "no signature matches a configured secret"}
+
+
+@pytest.mark.parametrize("offset", [-360, 360])
+async def test_timestamp_six_minutes_off_is_401(running: Runner, offset: int) -> None:
+    async with running() as r:
+        status, body = await r.post(BODY, timestamp=int(time.time()) + offset)
+    assert status == 401
+    assert "tolerance" in body["error"]
+
+
+async def test_second_secret_during_rotation_is_accepted(running: Runner) -> None:
+    """With two secrets configured, a delivery signed with either one is accepted."""
+    old = "whsec_" + "b2xkLXNlY3JldC1vbGQtc2VjcmV0LW9sZA=="
+    recorder = Recorder()
+    async with running(
+        plugins=[recorder.plugin], clerk_webhook_signing_secret=f"{old}, {TEST_SECRET}"
+    ) as r:
+        first, _ = await r.post(BODY, secret=old)
+        second, _ = await r.post(BODY, secret=TEST_SECRET)
+    assert (first, second) == (200, 200)
+    assert len(recorder.runs) == 2
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json at all", b"[1, 2, 3]", b'{"type": 7, "data": {}}', b'{"type": "user.created"}'],
+)
+async def test_signed_non_envelope_is_recorded_rejected_with_raw_body(
+    running: Runner, raw: bytes
+) -> None:
+    headers = signed_headers(raw)
+    async with running() as r:
+        status, body = await r.post(raw, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert status == 202
+    assert body["status"] == "rejected"
+    assert stored is not None
+    assert stored["status"] == "rejected"
+    assert stored["payload"] == raw.decode()
+
+
+async def test_event_no_plugin_handles_is_recorded_ignored(running: Runner) -> None:
+    body = envelope("waitlistEntry.created", {"id": "wle_1"})
+    headers = signed_headers(body)
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, answer = await r.post(body, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert (status, answer) == (200, {"status": "ignored", "svix_id": headers["svix-id"]})
+    assert stored is not None
+    assert stored["status"] == "ignored"
+    assert stored["type"] == "waitlistEntry.created"
+
+
+async def test_processed_delivery_is_recorded_before_handlers_with_outcomes(
+    running: Runner,
+) -> None:
+    seen: list[dict[str, Any] | None] = []
+    plugin = Plugin("peek")
+    holder: dict[str, Any] = {}
+
+    @plugin.on("user.created")
+    async def peek(event: Event, ctx: Context[None]) -> None:
+        seen.append(await holder["db"].webhook_events.find_one({"_id": event.svix_id}))
+
+    headers = signed_headers(BODY)
+    async with running(plugins=[plugin]) as r:
+        holder["db"] = r.db
+        status, answer = await r.post(BODY, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert (status, answer["status"]) == (200, "processed")
+    assert seen[0] is not None
+    assert seen[0]["status"] == "processing"
+    assert stored is not None
+    assert stored["status"] == "processed"
+    assert stored["attempts"] == 1
+    assert stored["handlers"]["peek:peek"]["status"] == "ok"
+    assert stored["payload"] == json.loads(BODY)
+    assert stored["type"] == "user.created"
+    assert stored["instance_id"] == "ins_2testinstance0000000000000"
+    assert stored["event_timestamp"] is not None
+    for field in ("received_at", "last_attempt_at"):
+        assert stored[field] is not None
+
+
+async def test_duplicate_answers_200_and_runs_no_handler(running: Runner) -> None:
+    recorder = Recorder()
+    svix_id = new_svix_id()
+    async with running(plugins=[recorder.plugin]) as r:
+        first, _ = await r.post(BODY, msg_id=svix_id)
+        second, body = await r.post(BODY, msg_id=svix_id)
+    assert first == 200
+    assert (second, body) == (200, {"status": "duplicate", "svix_id": svix_id})
+    assert recorder.runs == [svix_id]
+
+
+async def test_delivery_held_by_another_request_is_409(running: Runner) -> None:
+    recorder = Recorder()
+    recorder.gate = asyncio.Event()
+    svix_id = new_svix_id()
+    async with running(plugins=[recorder.plugin]) as r:
+        first = asyncio.create_task(r.post(BODY, msg_id=svix_id))
+        await asyncio.wait_for(recorder.started.wait(), 10)
+        status, body = await r.post(BODY, msg_id=svix_id)
+        recorder.gate.set()
+        first_status, _ = await first
+    assert status == 409
+    assert body["svix_id"] == svix_id
+    assert first_status == 200
+    assert recorder.runs == [svix_id]
+
+
+async def test_failing_handler_is_500_and_redelivery_reruns_only_it(running: Runner) -> None:
+    good, bad = Recorder("good"), Recorder("bad")
+    bad.fail = True
+    svix_id = new_svix_id()
+    async with running(plugins=[good.plugin, bad.plugin]) as r:
+        status, body = await r.post(BODY, msg_id=svix_id)
+        failed = await r.event(svix_id)
+        bad.fail = False
+        retry, _ = await r.post(BODY, msg_id=svix_id)
+        done = await r.event(svix_id)
+    assert (status, body["status"]) == (500, "failed")
+    assert failed is not None
+    assert failed["status"] == "failed"
+    assert failed["handlers"]["bad:record"]["status"] == "failed"
+    assert "RuntimeError: boom" in failed["handlers"]["bad:record"]["error"]
+    assert failed["handlers"]["good:record"]["status"] == "ok"
+    assert retry == 200
+    assert good.runs == [svix_id]
+    assert bad.runs == [svix_id, svix_id]
+    assert done is not None
+    assert (done["status"], done["attempts"]) == ("processed", 2)
+
+
+async def test_slow_handler_times_out_without_holding_the_others(running: Runner) -> None:
+    plugin = Plugin("slow")
+    fast_done: list[float] = []
+
+    @plugin.on("user.created")
+    async def sleepy(event: Event, ctx: Context[None]) -> None:
+        await asyncio.sleep(60)
+
+    @plugin.on("user.created")
+    async def quick(event: Event, ctx: Context[None]) -> None:
+        fast_done.append(time.monotonic())
+
+    headers = signed_headers(BODY)
+    async with running(plugins=[plugin], clerk_sync_handler_timeout=0.5) as r:
+        started = time.monotonic()
+        status, _ = await r.post(BODY, headers=headers)
+        answered = time.monotonic() - started
+        stored = await r.event(headers["svix-id"])
+    assert status == 500
+    assert answered < 30, "the answer must not wait for the hung handler"
+    assert fast_done
+    assert stored is not None
+    assert stored["handlers"]["slow:sleepy"]["status"] == "timeout"
+    assert stored["handlers"]["slow:quick"]["status"] == "ok"
+
+
+async def test_unreachable_mongodb_is_503_with_retry_after_and_nothing_2xx(
+    running: Runner,
+) -> None:
+    recorder = Recorder()
+    async with running(
+        plugins=[recorder.plugin], mongodb_url="mongodb://127.0.0.1:9/?directConnection=true"
+    ) as r:
+        response = await r.client.post("/webhooks/clerk", data=BODY, headers=signed_headers(BODY))
+        body = await response.get_json()
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert "svix_id" in body
+    assert recorder.runs == [], "no handler may run for a delivery that was not recorded"
+
+
+async def test_missing_signing_secret_refuses_deliveries(running: Runner) -> None:
+    async with running(clerk_webhook_signing_secret="") as r:
+        status, body = await r.post(BODY)
+    assert status == 503
+    assert "CLERK_WEBHOOK_SIGNING_SECRET" in body["error"]
