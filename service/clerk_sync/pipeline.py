@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,7 @@ from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, Sto
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
 from clerk_sync.store import TERMINAL
-from clerk_sync.verify import decode_secret, parse_headers, verify
+from clerk_sync.verify import HeaderLookup, decode_secret, parse_headers, verify
 
 if TYPE_CHECKING:
     from odmantic import AIOEngine
@@ -76,7 +76,7 @@ class Receiver:
     def attach(self, events: DeliveryLog, engine: AIOEngine) -> None:
         self.events, self.engine = events, engine
 
-    async def receive(self, body: bytes, headers: Mapping[str, str]) -> Answer:
+    async def receive(self, body: bytes, headers: HeaderLookup) -> Answer:
         """Run steps 1-7 of the webhook contract; never raises for bad input."""
         started = time.perf_counter()
         delivery = _Delivery(svix_id="")
@@ -101,7 +101,25 @@ class Receiver:
         self._observe(answer, _Delivery(svix_id=""), 0.0)
         return answer
 
-    async def _receive(self, body: bytes, headers: Mapping[str, str], d: _Delivery) -> Answer:
+    async def replay(self, svix_id: str) -> Answer:
+        """Re-run a recorded delivery exactly like a redelivery of the same `svix-id` would:
+        only handlers that have not succeeded run, and only if the delivery is claimable."""
+        d = _Delivery(svix_id=svix_id)
+        if self.events is None:
+            raise StoreUnavailable("storage is not started")
+        try:
+            stored = await self.events.get(svix_id)
+            if stored is None:
+                return Answer(404, {"error": "no such delivery", "svix_id": svix_id}, "bad_request")
+            payload = stored.get("payload")
+            if not isinstance(payload, dict):
+                return self._existing(stored, d, self.clock())
+            d.event_type = payload.get("type")
+            return await self._accept(payload, d, self.clock(), observe_lag=False)
+        except StoreUnavailable:
+            return Answer(503, {"error": "storage unavailable", "svix_id": svix_id}, "unavailable")
+
+    async def _receive(self, body: bytes, headers: HeaderLookup, d: _Delivery) -> Answer:
         if len(body) > self.settings.clerk_sync_max_body_bytes:
             raise PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
         parsed = parse_headers(headers)
@@ -136,7 +154,9 @@ class Receiver:
             202, {"status": "rejected", "svix_id": d.svix_id, "reason": reason}, "rejected"
         )
 
-    async def _accept(self, envelope: dict[str, Any], d: _Delivery, now: float) -> Answer:
+    async def _accept(
+        self, envelope: dict[str, Any], d: _Delivery, now: float, *, observe_lag: bool = True
+    ) -> Answer:
         event = Event.from_envelope(envelope, d.svix_id)
         subs = self.router.handlers_for(event.type)
         on_insert = {
@@ -145,7 +165,7 @@ class Receiver:
             "event_timestamp": event.timestamp,
             "instance_id": event.instance_id,
         }
-        if event.timestamp is not None:
+        if observe_lag and event.timestamp is not None:
             self.metrics.delivery_lag.observe(max(0.0, now - event.timestamp.timestamp()))
         if not subs:
             before = await self._claim(d, "ignored", now, on_insert)

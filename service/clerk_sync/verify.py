@@ -10,14 +10,21 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from clerk_sync.errors import BadRequest, InvalidSignature
 
 TOLERANCE_SECONDS = 5 * 60
 _MAX_ID = 256
 _MAX_SIGNATURE_HEADER = 4096
+
+
+class HeaderLookup(Protocol):
+    """Anything with a case-insensitive `get`, e.g. a Werkzeug `Headers` or a plain dict."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +45,12 @@ def decode_secret(secret: str) -> bytes:
         raise ValueError("signing secret is not valid base64 after 'whsec_'") from error
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: HeaderLookup, name: str) -> str | None:
     value = headers.get(f"svix-{name}")
     return value if value is not None else headers.get(f"webhook-{name}")
 
 
-def parse_headers(headers: Mapping[str, str]) -> SvixHeaders:
+def parse_headers(headers: HeaderLookup) -> SvixHeaders:
     """Read `svix-*` (or `webhook-*`) headers; raise BadRequest when missing or malformed."""
     msg_id, timestamp, signature = (_header(headers, n) for n in ("id", "timestamp", "signature"))
     if not msg_id or not timestamp or not signature:

@@ -1,0 +1,104 @@
+"""What one running clerk-sync owns, without HTTP: used by the app factory and by the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clerk_sync.errors import ConfigError
+from clerk_sync.logs import make_logger
+from clerk_sync.metrics import Metrics
+from clerk_sync.pipeline import Receiver
+from clerk_sync.plugins import PluginRecord, Router, direct, discover, load_plugins, require
+from clerk_sync.store import Store
+
+if TYPE_CHECKING:
+    from odmantic import Model
+    from structlog.typing import FilteringBoundLogger
+
+    from clerk_sync.plugins import Plugin
+    from clerk_sync.settings import Settings
+
+MONITOR_INTERVAL = 5.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Settings, plugins, routing table, metrics, receiver and (once started) the store."""
+
+    settings: Settings
+    records: list[PluginRecord]
+    router: Router
+    metrics: Metrics
+    receiver: Receiver
+    log: FilteringBoundLogger
+    store: Store | None = None
+    indexes_ready: bool = False
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, plugins: Iterable[Plugin] | None = None) -> Runtime:
+        """Load plugins (from entry points unless given) and wire everything but storage."""
+        log = make_logger(settings.log_level, settings.log_format)
+        records = load_plugins(direct(plugins) if plugins is not None else discover(), settings)
+        for record in records:
+            if record.status == "failed":
+                log.error("plugin_load_failed", plugin=record.name, error=record.error)
+        require(records, settings.clerk_sync_required_plugins)
+        metrics = Metrics()
+        metrics.set_plugins(records)
+        router = Router(records)
+        receiver = Receiver(settings, router, log, metrics)
+        return cls(settings, records, router, metrics, receiver, log)
+
+    @property
+    def models(self) -> list[type[Model]]:
+        return [m for r in self.records if r.plugin is not None for m in r.plugin.models]
+
+    async def start(self, *, monitor: bool = True) -> None:
+        """Connect to MongoDB and create indexes; when it is down, keep retrying in background."""
+        url = self.settings.mongodb_url
+        if url is None:
+            raise ConfigError("MONGODB_URL: not set (`clerk-sync serve` starts an embedded store)")
+        self.store = Store(url.get_secret_value(), self.settings.mongodb_db)
+        self.receiver.attach(self.store.events, self.store.engine)
+        await self.prepare()
+        if monitor:
+            self.tasks.append(asyncio.create_task(self._monitor()))
+
+    async def prepare(self) -> None:
+        """Create indexes; on failure log, mark MongoDB down and leave it to the monitor."""
+        assert self.store is not None
+        try:
+            await self.store.ensure_indexes(
+                self.models, self.settings.clerk_sync_event_retention_days
+            )
+        except Exception as error:  # any failure here is retried by the monitor
+            self.metrics.mongodb_up.set(0)
+            self.log.warning("indexes_pending", error=f"{type(error).__name__}: {error}")
+            return
+        self.indexes_ready = True
+        self.metrics.mongodb_up.set(1)
+
+    async def _monitor(self) -> None:
+        """Keep `mongodb_up` current and finish index creation once MongoDB answers."""
+        assert self.store is not None
+        while True:
+            await asyncio.sleep(MONITOR_INTERVAL)
+            if not self.indexes_ready:
+                await self.prepare()
+                continue
+            up = await self.store.ping(within=1.0)
+            self.metrics.mongodb_up.set(1 if up else 0)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.store is not None:
+            self.store.close()
+
+    def describe_plugins(self) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in self.records]
