@@ -24,9 +24,9 @@ tools: install
 	bash scripts/install-tools.sh
 
 lint: install
-	$(BIN)/ruff check service plugins tests bench
-	$(BIN)/ruff format --check service plugins tests bench
-	$(BIN)/mypy service plugins/*/src
+	$(BIN)/ruff check service plugins tests bench ops
+	$(BIN)/ruff format --check service plugins tests bench ops
+	$(BIN)/mypy service plugins/*/src ops/dashboard.py
 
 test: install tools lint
 	$(BIN)/pytest
