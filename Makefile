@@ -24,8 +24,8 @@ tools: install
 	bash scripts/install-tools.sh
 
 lint: install
-	$(BIN)/ruff check service plugins tests bench ops
-	$(BIN)/ruff format --check service plugins tests bench ops
+	$(BIN)/ruff check service plugins tests ops $(wildcard bench)
+	$(BIN)/ruff format --check service plugins tests ops $(wildcard bench)
 	$(BIN)/mypy service plugins/*/src ops/dashboard.py
 
 test: install tools lint

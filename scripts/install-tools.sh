@@ -18,3 +18,12 @@ if [ ! -d .tools/node_modules/@kubernetes-models/prometheus-operator ]; then
     npm install --silent --no-audit --no-fund --prefix .tools \
         kubernetes-models@5.1.0 @kubernetes-models/prometheus-operator@6.0.0 >/dev/null
 fi
+
+# checkov (the chart's security-posture test) is large and pins many packages, so it lives in
+# its own virtual environment rather than in .venv.
+CHECKOV_VERSION=3.3.30
+if ! .tools/checkov-venv/bin/python -c "import importlib.metadata as m, sys; sys.exit(m.version('checkov') != '$CHECKOV_VERSION')" >/dev/null 2>&1; then
+    mkdir -p .tools
+    python3 -m venv .tools/checkov-venv
+    .tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+fi
