@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,9 @@ def test_live_metrics_pass_promtool_check(server_env: dict[str, str]) -> None:
 
 
 @pytest.fixture
-def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real Prometheus on 127.0.0.1; the test writes its scrape target before it starts."""
-    port = free_port()
-    yield f"http://127.0.0.1:{port}", tmp_path
+def prometheus(tmp_path: Path) -> tuple[str, Path]:
+    """Where a real Prometheus will listen on 127.0.0.1, and its working directory."""
+    return f"http://127.0.0.1:{free_port()}", tmp_path
 
 
 def start_prometheus(base: str, directory: Path, target: str) -> subprocess.Popen[bytes]:

@@ -49,3 +49,21 @@ class NotConfigured(DeliveryError):
 
 class StoreUnavailable(ClerkSyncError):
     """MongoDB cannot be reached; deliveries are refused with 503 and Retry-After."""
+
+
+class ApiError(ClerkSyncError):
+    """A read API request cannot be answered; carries the HTTP status and a reason code."""
+
+    status: int = 400
+
+    def __init__(self, reason: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        if status is not None:
+            self.status = status
+
+
+class AuthError(ApiError):
+    """The session token is missing or does not verify: the caller counts as signed out."""
+
+    status = 401
