@@ -253,3 +253,25 @@ async def test_missing_signing_secret_refuses_deliveries(running: Runner) -> Non
         status, body = await r.post(BODY)
     assert status == 503
     assert "CLERK_WEBHOOK_SIGNING_SECRET" in body["error"]
+
+
+async def test_signed_json_mongodb_cannot_store_is_rejected_with_raw_text(running: Runner) -> None:
+    """An unsigned 64-bit integer cannot be BSON: the raw text is kept, answer 202, never 5xx."""
+    raw = b'{"type": "user.created", "data": {"id": "user_big", "n": 18446744073709551615}}'
+    headers = signed_headers(raw)
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, body = await r.post(raw, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert (status, body["status"]) == (202, "rejected")
+    assert stored is not None
+    assert stored["payload"] == raw.decode()
+
+
+async def test_wrong_method_and_unknown_path_answer_json(running: Runner) -> None:
+    async with running() as r:
+        wrong = await r.client.get("/webhooks/clerk")
+        missing = await r.client.get("/nowhere")
+        wrong_body, missing_body = await wrong.get_json(), await missing.get_json()
+    assert (wrong.status_code, missing.status_code) == (405, 404)
+    assert "error" in wrong_body
+    assert "error" in missing_body

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import orjson
 from quart import Quart, Response, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from clerk_sync.errors import PayloadTooLarge
 from clerk_sync.pipeline import Answer
@@ -49,11 +49,36 @@ def create_app(
         await runtime.stop()
 
     _register_routes(app, runtime)
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> Response:
+        """Every answer is a small JSON body, 404s and 405s included."""
+        return json_response({"error": error.description or error.name}, error.code or 500)
+
     if not settings.clerk_webhook_signing_secret:
         runtime.log.warning(
             "webhooks_refused", reason="CLERK_WEBHOOK_SIGNING_SECRET is not set; answering 503"
         )
+    if settings.read_api_enabled:
+        from clerk_sync.api import register_read_api
+
+        register_read_api(app, runtime)
+    else:
+        runtime.log.info(
+            "read_api_disabled", reason="neither CLERK_JWT_KEY nor CLERK_JWKS_URL is set"
+        )
+    _register_openapi(app, read_api=settings.read_api_enabled)
     return app
+
+
+def _register_openapi(app: Quart, *, read_api: bool) -> None:
+    from clerk_sync.openapi import openapi_document
+
+    document = openapi_document(read_api)
+
+    @app.get("/openapi.json")
+    async def openapi() -> Response:
+        return json_response(document)
 
 
 def _answer(answer: Answer) -> Response:

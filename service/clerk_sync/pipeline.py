@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 type Clock = Callable[[], float]
 _MAX_ERROR = 500
+#: MongoDB error codes meaning "this document cannot be stored", as opposed to a server problem:
+#: BadValue, Overflow, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
+#: DottedFieldName, and the nesting-depth limit.
+_UNSTORABLE = frozenset({2, 15, 10334, 52, 56, 57, 17419, 17280})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +88,18 @@ class Receiver:
             answer = await self._receive(body, headers, delivery)
         except DeliveryError as error:
             answer = Answer(error.status, {"error": str(error)}, error.outcome)
-        except StoreUnavailable:
+        except StoreUnavailable as error:
             self.metrics.mongodb_up.set(0)
+            self.log.warning("store_unavailable", svix_id=delivery.svix_id, error=str(error))
             answer = Answer(
                 503,
                 {"error": "storage unavailable, retry later", "svix_id": delivery.svix_id},
                 "unavailable",
                 {"Retry-After": "5"},
             )
+        except Exception:  # a bug must still answer JSON, and Svix retries a 500
+            self.log.exception("webhook_internal_error", svix_id=delivery.svix_id)
+            answer = Answer(500, {"error": "internal error", "svix_id": delivery.svix_id}, "failed")
         self._observe(answer, delivery, time.perf_counter() - started)
         return answer
 
@@ -136,6 +144,8 @@ class Receiver:
         try:
             return await self._accept(envelope, d, now)
         except (BSONError, OverflowError, OperationFailure) as error:
+            if isinstance(error, OperationFailure) and error.code not in _UNSTORABLE:
+                raise StoreUnavailable(f"MongoDB refused the write: {error.code}") from error
             # signed JSON MongoDB cannot store (integers beyond 64 bits, nesting limits): keep
             # the raw text so nothing is lost, and tell the sender not to retry
             return await self._reject(body, d, f"payload cannot be stored as BSON: {error}", now)

@@ -132,7 +132,7 @@ class DeliveryLog:
         except PyMongoError as error:
             if unavailable(error):
                 raise StoreUnavailable("MongoDB is unavailable") from error
-            raise
+            raise  # e.g. OperationFailure: the caller decides whether the document is at fault
 
     async def finish(
         self,
