@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clerk_sync.errors import ConfigError
+from clerk_sync.verify import decode_secret
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
         for secret in value:
             if not secret.get_secret_value().startswith("whsec_"):
                 raise ValueError("each secret must start with 'whsec_'")
+            decode_secret(secret.get_secret_value())
         return value
 
     @field_validator(

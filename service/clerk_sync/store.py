@@ -155,4 +155,7 @@ class DeliveryLog:
         return result.matched_count == 1
 
     async def get(self, svix_id: str) -> dict[str, Any] | None:
-        return await self.collection.find_one({"_id": svix_id})
+        try:
+            return await self.collection.find_one({"_id": svix_id})
+        except PyMongoError as error:
+            raise StoreUnavailable("MongoDB is unavailable") from error
