@@ -45,6 +45,21 @@ async def upsert_if_newer(
     return "applied"
 
 
+def tombstone_update(
+    deleted_at: datetime | None, fields: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """The update pipeline of a tombstone: `fields` set, `deleted_at` the earliest date seen.
+
+    A pipeline rather than `$min`, because `$min` keeps a stored `null` (null sorts before
+    dates) while the aggregation `$min` ignores it.
+    """
+    stage: dict[str, Any] = {"deleted": True}
+    stage.update({name: {"$literal": value} for name, value in fields.items()})
+    if deleted_at is not None:
+        stage["deleted_at"] = {"$min": ["$deleted_at", {"$literal": deleted_at}]}
+    return [{"$set": stage}]
+
+
 async def tombstone(
     collection: AsyncIOMotorCollection[dict[str, Any]],
     query: Mapping[str, Any],
@@ -53,15 +68,15 @@ async def tombstone(
     cleared: Mapping[str, Any] | None = None,
     upsert: bool = False,
     many: bool = False,
+    identity: Mapping[str, Any] | None = None,
 ) -> int:
     """Mark matching objects deleted and clear personal fields; `upsert` creates the tombstone.
 
-    A tombstone keeps the earliest `deleted_at` seen, so replays change nothing. Returns how many
-    documents changed.
+    `identity` holds identifying fields to write as well (a parent's id, say), so a tombstone
+    created before the object itself still carries them. A tombstone keeps the earliest
+    `deleted_at` seen, so replays change nothing. Returns how many documents changed.
     """
-    update: dict[str, Any] = {"$set": {"deleted": True, **(cleared or {})}}
-    if deleted_at is not None:
-        update["$min"] = {"deleted_at": deleted_at}
+    update = tombstone_update(deleted_at, {**(cleared or {}), **(identity or {})})
     if many:
         result = await collection.update_many(query, update)
         return result.modified_count

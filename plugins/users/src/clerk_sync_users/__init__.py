@@ -38,7 +38,8 @@ class User(Model):
     deleted_at: datetime | None = None
 
 
-#: What a deletion leaves of a user: identifiers only.
+#: What a deletion leaves of a user: identifiers only. Every other field is emptied, so a
+#: tombstone is the same whichever of the user's events arrived before the deletion.
 SCRUBBED: dict[str, Any] = {
     "email": None,
     "email_addresses": [],
@@ -50,6 +51,11 @@ SCRUBBED: dict[str, Any] = {
     "public_metadata": {},
     "private_metadata": {},
     "unsafe_metadata": {},
+    "banned": False,
+    "locked": False,
+    "last_sign_in_at": None,
+    "created_at": None,
+    "updated_at": None,
 }
 
 plugin = Plugin("users", models=[User])
@@ -70,11 +76,15 @@ def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def project_user(data: dict[str, Any]) -> dict[str, Any]:
     """The stored fields of a user from a Clerk `user` object; unknown fields are ignored."""
     addresses = data.get("email_addresses")
     return {
-        "external_id": data.get("external_id"),
+        "external_id": _str(data.get("external_id")),
         "email": _primary(addresses, data.get("primary_email_address_id"), "email_address"),
         "email_addresses": [
             a["email_address"]
@@ -84,15 +94,15 @@ def project_user(data: dict[str, Any]) -> dict[str, Any]:
         "phone": _primary(
             data.get("phone_numbers"), data.get("primary_phone_number_id"), "phone_number"
         ),
-        "username": data.get("username"),
-        "first_name": data.get("first_name"),
-        "last_name": data.get("last_name"),
-        "image_url": data.get("image_url"),
+        "username": _str(data.get("username")),
+        "first_name": _str(data.get("first_name")),
+        "last_name": _str(data.get("last_name")),
+        "image_url": _str(data.get("image_url")),
         "public_metadata": _dict(data.get("public_metadata")),
         "private_metadata": _dict(data.get("private_metadata")),
         "unsafe_metadata": _dict(data.get("unsafe_metadata")),
-        "banned": bool(data.get("banned", False)),
-        "locked": bool(data.get("locked", False)),
+        "banned": data.get("banned") is True,
+        "locked": data.get("locked") is True,
         "last_sign_in_at": timestamp_from_clerk(data.get("last_sign_in_at")),
         "created_at": timestamp_from_clerk(data.get("created_at")),
     }
@@ -115,20 +125,27 @@ async def upsert_user(event: Event, ctx: Context[None]) -> None:
 async def delete_user(event: Event, ctx: Context[None]) -> None:
     """Leave a scrubbed tombstone, found by `id`, else by `external_id`, else a logged no-op."""
     collection = ctx.engine.get_collection(User)
-    clerk_id, external_id = event.data.get("id"), event.data.get("external_id")
-    if isinstance(clerk_id, str):
-        query: dict[str, Any] = {"clerk_id": clerk_id}
-    elif isinstance(external_id, str):
-        query = {"external_id": external_id}
+    clerk_id, external_id = _str(event.data.get("id")), _str(event.data.get("external_id"))
+    if clerk_id is not None:
+        # created when the deletion arrives first, so a late create or update changes nothing
+        identity = {"external_id": external_id} if external_id is not None else {}
+        changed = await tombstone(
+            collection,
+            {"clerk_id": clerk_id},
+            deleted_at=event.timestamp,
+            cleared=SCRUBBED,
+            identity=identity,
+            upsert=True,
+        )
+    elif external_id is not None:
+        changed = await tombstone(
+            collection,
+            {"external_id": external_id},
+            deleted_at=event.timestamp,
+            cleared=SCRUBBED,
+            many=True,
+        )
     else:
         ctx.log.warning("user_deleted_without_id", reason="neither id nor external_id given")
         return
-    changed = await tombstone(
-        collection,
-        query,
-        deleted_at=event.timestamp,
-        cleared=SCRUBBED,
-        upsert=isinstance(clerk_id, str),
-        many=not isinstance(clerk_id, str),
-    )
     ctx.log.info("user_deleted", clerk_id=clerk_id, changed=changed)
