@@ -38,6 +38,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     """Check plugins once (required ones must load), start the store if needed, then serve."""
     log = make_logger(settings.log_level, settings.log_format)
     require(load_plugins(discover(), settings), settings.clerk_sync_required_plugins)
+    if settings.read_api_enabled:
+        from clerk_sync.auth import build_verifier
+
+        build_verifier(settings)  # a bad CLERK_JWT_KEY fails here once, not in every worker
     with ExitStack() as stack:
         if settings.mongodb_url is None:
             store = EmbeddedProcess(settings.clerk_sync_data_dir)
