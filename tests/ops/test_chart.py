@@ -124,6 +124,8 @@ def pod_specs(rendered: Rendered) -> Iterator[tuple[str, dict[str, Any]]]:
         name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] in {"Deployment", "Job"}:
             yield name, doc["spec"]["template"]["spec"]
+        elif doc["kind"] == "CronJob":
+            yield name, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         elif doc["kind"] == "Pod":
             yield name, doc["spec"]
 
@@ -330,7 +332,8 @@ def test_every_pod_runs_as_uid_10001_with_a_read_only_root(
     """Server, check Job and test pod: non-root 10001, no privilege escalation, no capabilities,
     RuntimeDefault seccomp, read-only root with an emptyDir at /tmp, no API token."""
     specs = dict(pod_specs(rendered[case]))
-    assert {name.split("/")[0] for name in specs} == {"Deployment", "Job", "Pod"}
+    expected = {"Deployment", "Job", "Pod"} | ({"CronJob"} if case == "full" else set())
+    assert {name.split("/")[0] for name in specs} == expected
     for name, spec in specs.items():
         pod = spec["securityContext"]
         assert pod["runAsNonRoot"] is True, name
@@ -426,6 +429,7 @@ def test_optional_secrets_and_extra_secret_keys_are_added(rendered: dict[str, Re
     data = decoded(rendered["full"].one("Secret", RELEASE))
     assert data["CLERK_JWT_KEY"].startswith("-----BEGIN PUBLIC KEY-----")
     assert data["CLERK_SECRET_KEY"] == "sk_test_example"
+    assert data["PLUGIN_API_TOKEN"] == "plugin-token-example"
     assert data["CLERK_WEBHOOK_SIGNING_SECRET"].split() == [
         "whsec_bmV3LXNpZ25pbmctc2VjcmV0LWZvci1jaQ==",
         "whsec_b2xkLXNpZ25pbmctc2VjcmV0LWZvci1jaQ==",
@@ -814,3 +818,29 @@ def test_schema_error_shown_in_the_deploy_guide_is_the_real_one() -> None:
     (shown,) = [block for block in code_blocks("text") if "anyOf" in block]
     message = render_error({"secrets": {"webhookSigningSecret": "whsec_dGVzdA=="}})
     assert shown.strip() in message
+
+
+def test_reconcile_cronjob_runs_reconcile_with_the_release_secret(
+    rendered: dict[str, Rendered],
+) -> None:
+    """The optional CronJob runs `clerk-sync reconcile`, never overlapping, with the secret key."""
+    cronjob = rendered["full"].one("CronJob")
+    spec = cronjob["spec"]
+    container = spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert spec["schedule"] == "*/30 * * * *"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert container["args"][:1] == ["reconcile"]
+    assert "http://pushgateway.monitoring.svc:9091" in container["args"]
+    secret_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    assert secret_env["CLERK_SECRET_KEY"] == {"name": RELEASE, "key": "CLERK_SECRET_KEY"}
+    assert container["resources"]["requests"]
+    assert not any(d["kind"] == "CronJob" for d in rendered["defaults"].docs)
+
+
+def test_reconcile_without_a_secret_key_fails_rendering_clearly() -> None:
+    message = render_error({**REQUIRED, "reconcile": {"enabled": True}})
+    assert "CLERK_SECRET_KEY" in message

@@ -74,6 +74,9 @@ CLERK_WEBHOOK_SIGNING_SECRET: {{ required "secrets.webhookSigningSecret (CLERK_W
 {{- with $s.jwtKey }}
 CLERK_JWT_KEY: {{ . | b64enc | quote }}
 {{- end }}
+{{- with $s.clerkSecretKey }}
+CLERK_SECRET_KEY: {{ . | b64enc | quote }}
+{{- end }}
 {{- range $key, $value := $s.extra }}
 {{ $key }}: {{ $value | toString | b64enc | quote }}
 {{- end }}
