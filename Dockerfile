@@ -3,7 +3,7 @@
 # clerk-sync image: the core service and the built-in plugins (users, sessions, organizations).
 #
 #   docker build -t clerk-sync .
-#   docker build -t clerk-sync --build-arg EXTRA_REQUIREMENTS="clerk-sync-audit==1.2.0" .
+#   docker build -t clerk-sync --build-arg EXTRA_REQUIREMENTS="clerk-sync-audit-log==0.1.0" .
 #   docker build -t clerk-sync --build-arg EXTRA_REQUIREMENTS=requirements-plugins.txt .
 #
 # EXTRA_REQUIREMENTS is either a requirements file inside the build context or one or more

@@ -4,30 +4,26 @@ or configuration."""
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from pathlib import Path
 
 import click
 
+from clerk_sync.check_cli import check
+from clerk_sync.cli_support import FAILED, fail, settings_or_exit
 from clerk_sync.errors import ClerkSyncError
-from clerk_sync.settings import Settings, load_settings
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    click.echo(f"clerk-sync: {message}", err=True)
-    sys.exit(code)
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ClerkSyncError as error:
-        fail(str(error))
+from clerk_sync.events_cli import events
+from clerk_sync.reconcile_cli import reconcile
+from clerk_sync.send_test_cli import send_test
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="clerk-sync")
 def main() -> None:
-    """Receive Clerk webhooks, record them in MongoDB and hand them to plugins."""
+    """Receive Clerk webhooks, record them in MongoDB and hand them to plugins.
+
+    Exit status of every command: 0 ok, 1 a check or operation failed, 2 bad usage or
+    configuration.
+    """
 
 
 @main.command()
@@ -66,3 +62,56 @@ def plugins_command(as_json: bool) -> None:
             if r.error:
                 click.echo(f"  error: {r.error}")
     sys.exit(1 if any(r.status == "failed" for r in records) else 0)
+
+
+@main.group()
+def plugin() -> None:
+    """Write plugins: `clerk-sync plugin new NAME` starts one."""
+
+
+def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from clerk_sync.scaffold import NAME
+
+    if not NAME.match(value):
+        raise click.BadParameter(
+            "lower-case letters, digits, '-' and '_', starting with a letter (at most 41)"
+        )
+    return value
+
+
+@plugin.command("new")
+@click.argument("name", callback=_plugin_name)
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to create the NAME folder.",
+)
+def plugin_new(name: str, directory: Path) -> None:
+    """Create an installable plugin distribution `clerk-sync-NAME` in DIR/NAME.
+
+    It has a pyproject with the `clerk_sync.plugins` entry point NAME, the package
+    `clerk_sync_NAME` (dashes become underscores) with a settings model, an ODMantic model and
+    a handler, a README, and tests that deliver a signed event to a real app and check MongoDB.
+
+    Exit status: 0 created, 1 DIR/NAME exists and is not empty, 2 bad NAME.
+    """
+    from clerk_sync.scaffold import Names, create, files
+
+    try:
+        target = create(name, directory)
+    except FileExistsError as error:
+        fail(str(error), FAILED)
+    names = Names(name)
+    click.echo(f"created {target}: distribution {names.distribution}, package {names.package}")
+    for relative in files(name):
+        click.echo(f"  {relative}")
+    click.echo(f"next: cd {target} && pip install -e '.[test]' && pytest")
+
+
+main.add_command(check)
+main.add_command(send_test)
+main.add_command(events)
+main.add_command(reconcile)

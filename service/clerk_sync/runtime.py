@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from clerk_sync.errors import ConfigError
 from clerk_sync.logs import make_logger
@@ -39,9 +39,17 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, plugins: Iterable[Plugin] | None = None) -> Runtime:
-        """Load plugins (from entry points unless given) and wire everything but storage."""
-        log = make_logger(settings.log_level, settings.log_format)
+    def build(
+        cls,
+        settings: Settings,
+        plugins: Iterable[Plugin] | None = None,
+        *,
+        log_stream: TextIO | None = None,
+    ) -> Runtime:
+        """Load plugins (from entry points unless given) and wire everything but storage.
+
+        Logs go to stdout unless `log_stream` is given (the CLI keeps stdout for its output)."""
+        log = make_logger(settings.log_level, settings.log_format, log_stream)
         records = load_plugins(direct(plugins) if plugins is not None else discover(), settings)
         for record in records:
             if record.status == "failed":

@@ -466,7 +466,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
     }
     assert rendered["full"].one("ConfigMap", RELEASE)["data"] == {
         "MONGODB_DB": "clerk",
-        "CLERK_SYNC_PLUGINS": "users,sessions,organizations,audit",
+        "CLERK_SYNC_PLUGINS": "users,sessions,organizations,audit-log",
         "CLERK_SYNC_DISABLED_PLUGINS": "sessions",
         "CLERK_SYNC_REQUIRED_PLUGINS": "users,organizations",
         "CLERK_SYNC_MAX_BODY_BYTES": "2097152",
@@ -476,7 +476,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
         "CLERK_AUTHORIZED_PARTIES": "https://app.example.com,https://admin.example.com",
         "LOG_LEVEL": "debug",
         "LOG_FORMAT": "json",
-        "CLERK_SYNC_PLUGIN_AUDIT_COLLECTION": "audit_log",
+        "CLERK_SYNC_PLUGIN_AUDIT_LOG_COLLECTION": "audit_log",
     }
 
 
