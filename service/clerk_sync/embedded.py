@@ -95,14 +95,18 @@ class EmbeddedProcess:
         return self.url
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """Stop the child (SIGTERM, then SIGKILL after 10 s) and close its pipe."""
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def _read_ready(stream: IO[str], timeout: float) -> str:

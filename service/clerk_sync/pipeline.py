@@ -17,7 +17,7 @@ from pymongo.errors import OperationFailure
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
-from clerk_sync.store import TERMINAL
+from clerk_sync.store import TERMINAL, unavailable
 from clerk_sync.verify import HeaderLookup, decode_secret, parse_headers, verify
 
 if TYPE_CHECKING:
@@ -232,7 +232,9 @@ class Receiver:
     async def _dispatch(
         self, event: Event, subs: list[Subscription], d: _Delivery, token: str
     ) -> Answer:
-        outcomes = await asyncio.gather(*(self._run(sub, event) for sub in subs))
+        results = await asyncio.gather(*(self._run(sub, event) for sub in subs))
+        outcomes = [outcome for outcome, _ in results]
+        store_down = any(down for _, down in results)
         by_key = {sub.key: outcome for sub, outcome in zip(subs, outcomes, strict=True)}
         d.handlers = {k: v["status"] for k, v in by_key.items()}
         ok = all(o["status"] == "ok" for o in outcomes)
@@ -247,13 +249,16 @@ class Receiver:
             )
         if ok:
             return Answer(200, {"status": "processed", "svix_id": d.svix_id}, "processed")
+        if store_down:  # recorded as failed; the retry re-runs only what did not succeed
+            raise StoreUnavailable("a handler could not reach MongoDB")
         return Answer(
             500,
             {"status": "failed", "svix_id": d.svix_id, "error": "a handler failed"},
             "failed",
         )
 
-    async def _run(self, sub: Subscription, event: Event) -> dict[str, Any]:
+    async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
+        """Run one handler under the timeout; return its outcome and whether MongoDB was down."""
         assert self.engine is not None
         log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
         ctx: Context[Any] = Context(
@@ -264,21 +269,23 @@ class Receiver:
             plugin=sub.plugin,
         )
         started = time.perf_counter()
-        status, error = "ok", None
+        status, error, store_down = "ok", None, False
         try:
             async with asyncio.timeout(self.timeout):
                 await sub.func(event, ctx)
         except TimeoutError:
             status, error = "timeout", f"handler timed out after {self.timeout:g} s"
+            log.warning("handler_timed_out", handler=sub.name, error=error)
         except Exception as exc:  # a plugin may raise anything; it must not affect the others
             status, error = "failed", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+            store_down = unavailable(exc)
             log.warning("handler_failed", handler=sub.name, error=error)
         elapsed = time.perf_counter() - started
         label = metric_event_type(event.type)
         self.metrics.handler_duration.labels(sub.plugin, label).observe(elapsed)
         if status != "ok":
             self.metrics.handler_failures.labels(sub.plugin, label).inc()
-        return {"status": status, "at": datetime.now(UTC), "error": error}
+        return {"status": status, "at": datetime.now(UTC), "error": error}, store_down
 
     def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
         label = metric_event_type(d.event_type)
