@@ -1,0 +1,1 @@
+"""clerk-sync benchmarks: `make bench` (python -m bench); see docs/performance.md."""

@@ -1,0 +1,162 @@
+"""`make bench` (`python -m bench`): clerk-sync against the tutorial-style peer, on this machine.
+
+    python -m bench                  # everything; writes bench/results/YYYY-MM-DD.{md,json}
+    python -m bench --rounds 1 --deliveries 100 --output /tmp/quick.md   # a quick look
+    python -m bench profile          # pyinstrument profiles into bench/profiles/
+
+MongoDB: the embedded store that `clerk-sync serve` starts when MONGODB_URL is unset (and one
+more for the peer), or the server at BENCH_MONGODB_URL (each server gets its own database,
+dropped afterwards). See docs/performance.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import macro, micro, report
+from bench.memstore import MemoryProcess
+from clerk_sync.embedded import EmbeddedProcess
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+DEFAULTS = {"rounds": 3, "deliveries": 400, "levels": "1,16,64", "micro": 300, "count": 300}
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", nargs="?", choices=("all", "profile"), default="all")
+    parser.add_argument("--rounds", type=int, default=DEFAULTS["rounds"])
+    parser.add_argument("--deliveries", type=int, default=DEFAULTS["deliveries"])
+    parser.add_argument("--levels", default=DEFAULTS["levels"], help="sender counts, e.g. 1,16,64")
+    parser.add_argument("--micro-deliveries", type=int, default=DEFAULTS["micro"])
+    parser.add_argument("--count-deliveries", type=int, default=DEFAULTS["count"])
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "memory"),
+        default="sqlite",
+        help="without BENCH_MONGODB_URL: the SQLite embedded store (as serve starts it) or "
+        "one in-memory mongoeco store per server",
+    )
+    parser.add_argument(
+        "--clerk-sync-server",
+        choices=("hypercorn", "uvicorn"),
+        default="hypercorn",
+        help="hypercorn: `clerk-sync serve` as shipped; uvicorn: the same app under "
+        "bench/serve_uvicorn.py (uvloop, httptools), to measure a server switch",
+    )
+    parser.add_argument("--output", type=Path, help="markdown file (default: dated, in results/)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
+    return parser.parse_args(argv)
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _micro(
+    workdir: Path, mongodb_url: str | None, count: int, *, memory: bool
+) -> list[micro.Stage]:
+    store = None
+    if not mongodb_url:
+        store = MemoryProcess(workdir) if memory else EmbeddedProcess(workdir / "micro")
+        mongodb_url = store.start()
+    database = f"bench_micro_{int(time.time())}"
+    pid = store.process.pid if store is not None and store.process is not None else None
+    try:
+        return micro.run(mongodb_url, database, count, workdir, pid)
+    finally:
+        if store is not None:
+            store.stop()
+        else:
+            from pymongo import MongoClient
+
+            with MongoClient(mongodb_url) as client:
+                client.drop_database(database)
+
+
+def _store_description(mongodb_url: str | None, memory: bool) -> str:
+    if mongodb_url:
+        return "BENCH_MONGODB_URL (an external server; one database per server)"
+    if memory:
+        return "one in-memory mongoeco wire server per server (bench/memstore.py)"
+    return "the embedded mongoeco wire server over SQLite that `clerk-sync serve` starts (one each)"
+
+
+def run_all(args: argparse.Namespace, argv: list[str]) -> str:
+    mongodb_url = os.environ.get("BENCH_MONGODB_URL") or None
+    memory = args.store == "memory" and not mongodb_url
+    levels = [int(x) for x in args.levels.split(",") if x.strip()]
+    workdir = Path(tempfile.mkdtemp(prefix="clerk-sync-bench-"))
+    info = report.machine(os.getloadavg())
+    _log(f"work directory {workdir}")
+    try:
+        result = macro.run_rounds(
+            workdir,
+            rounds=args.rounds,
+            deliveries=args.deliveries,
+            levels=levels,
+            mongodb_url=mongodb_url,
+            memory=memory,
+            http_server=args.clerk_sync_server,
+            progress=_log,
+        )
+        result.commands = macro.count_commands(
+            workdir,
+            deliveries=args.count_deliveries,
+            mongodb_url=mongodb_url,
+            memory=memory,
+            progress=_log,
+        )
+        _log("pipeline micro-benchmark")
+        stages = _micro(workdir, mongodb_url, args.micro_deliveries, memory=memory)
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    info["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    run = report.Run(
+        command=shlex.join(["python", "-m", "bench", *argv]),
+        store=_store_description(mongodb_url, memory),
+        http_server=args.clerk_sync_server,
+        rounds=args.rounds,
+        deliveries=args.deliveries,
+        levels=levels,
+        macro=result,
+        micro=stages,
+        micro_deliveries=args.micro_deliveries,
+        machine=info,
+    )
+    date = time.strftime("%Y-%m-%d")
+    text = report.render(run, date)
+    output: Path = args.output or RESULTS / f"{date}.md"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    output.with_suffix(".json").write_text(json.dumps(report.as_dict(run), indent=1) + "\n")
+    _log(f"wrote {output} and {output.with_suffix('.json').name}")
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = _arguments(argv)
+    started = time.monotonic()
+    if args.what == "profile":
+        from bench import hotpath
+
+        for path in hotpath.write_profiles(HERE / "profiles", progress=_log):
+            _log(f"wrote {path}")
+    else:
+        print(run_all(args, argv))
+    _log(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
