@@ -184,20 +184,20 @@ def _bad_tokens() -> list[tuple[str, dict[str, str], str]]:
     ]
 
 
-BAD_TOKENS = _bad_tokens()
 
 
 async def test_every_bad_token_is_a_401_with_its_reason(running: Runner) -> None:
     """Each refused token answers 401 `{"error", "reason"}` with the expected code; never a 500."""
     pem = signer("ins_key_one").pem
+    bad_tokens = _bad_tokens()  # made now: tokens minted at import would expire mid-run
     answers = {}
     async with running(
         clerk_jwt_key=pem, clerk_issuer=ISSUER, clerk_authorized_parties=ORIGIN
     ) as r:
-        for name, headers, _ in BAD_TOKENS:
+        for name, headers, _ in bad_tokens:
             response = await r.client.get("/api/v1/me", headers=headers)
             answers[name] = (response.status_code, await response.get_json(), response.headers)
-    for name, _, reason in BAD_TOKENS:
+    for name, _, reason in bad_tokens:
         status, body, answer_headers = answers[name]
         assert (name, status, body["reason"]) == (name, 401, reason)
         assert isinstance(body["error"], str)

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import orjson
-from quart import Quart, Response, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
 
-from clerk_sync.errors import PayloadTooLarge
-from clerk_sync.limits import BodyLimit
-from clerk_sync.pipeline import Answer
+from clerk_sync.endpoint import WebhookEndpoint
 from clerk_sync.plugins import Plugin
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import Settings, load_settings
 
 EXTENSION = "clerk_sync"
-WEBHOOK_PATH = "/webhooks/clerk"
 
 
 def json_response(
@@ -84,30 +80,11 @@ def _register_openapi(app: Quart, *, read_api: bool) -> None:
         return json_response(document)
 
 
-def _answer(answer: Answer) -> Response:
-    return json_response(answer.body, answer.status, answer.headers)
-
-
 def _register_routes(app: Quart, runtime: Runtime) -> None:
-    limit = runtime.settings.clerk_sync_max_body_bytes
-    receiver = runtime.receiver
-
-    def too_large() -> tuple[int, dict[str, Any]]:
-        answer = receiver.reject_early(PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES"))
-        return answer.status, answer.body
-
-    # the guard answers 413 before Quart buffers anything; Quart's own limit stays as a backstop
-    app.asgi_app = BodyLimit(  # type: ignore[method-assign,assignment]
-        app.asgi_app, path=WEBHOOK_PATH, limit=limit, too_large=too_large
+    # the webhook is answered by a plain ASGI endpoint in front of Quart (see endpoint.py)
+    app.asgi_app = WebhookEndpoint(  # type: ignore[method-assign,assignment]
+        app.asgi_app, runtime.receiver, runtime.settings.clerk_sync_max_body_bytes
     )
-
-    @app.post(WEBHOOK_PATH)
-    async def webhook() -> Response:
-        try:
-            body: bytes = await request.get_data(cache=False, as_text=False, parse_form_data=False)
-        except RequestEntityTooLarge:
-            return _answer(receiver.reject_early(PayloadTooLarge("body too large")))
-        return _answer(await receiver.receive(body, request.headers))
 
     @app.get("/livez")
     async def livez() -> Response:

@@ -19,16 +19,22 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from mongoeco.engines.memory import MemoryEngine
-from mongoeco.engines.sqlite import SQLiteEngine
-from mongoeco.wire import AsyncMongoEcoProxyServer
-
 DB_FILE = "clerk-sync.sqlite3"
 _READY = "clerk-sync-embedded-store"
 
 
-def _engine(path: Path | None) -> Any:
-    return SQLiteEngine(str(path)) if path is not None else MemoryEngine()
+def _server(path: Path | None, host: str, port: int) -> Any:
+    """A mongoeco wire server over SQLite at `path`, or in memory.
+
+    mongoeco (about 45 MiB once imported) is loaded only here, so a `clerk-sync serve` that
+    merely supervises the store process, or talks to a real MongoDB, never imports it.
+    """
+    from mongoeco.engines.memory import MemoryEngine
+    from mongoeco.engines.sqlite import SQLiteEngine
+    from mongoeco.wire import AsyncMongoEcoProxyServer
+
+    engine = SQLiteEngine(str(path)) if path is not None else MemoryEngine()
+    return AsyncMongoEcoProxyServer(engine=engine, host=host, port=port)
 
 
 class EmbeddedThread:
@@ -60,9 +66,7 @@ class EmbeddedThread:
 
     async def _serve(self) -> None:
         self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        server = AsyncMongoEcoProxyServer(
-            engine=_engine(self._path), host=self._host, port=self._port
-        )
+        server = _server(self._path, self._host, self._port)
         address = await server.start()
         self._ready.set_result(address.uri)
         try:
@@ -119,7 +123,7 @@ def _read_ready(stream: IO[str], timeout: float) -> str:
 
 
 async def _serve_forever(path: Path, host: str, port: int) -> None:
-    server = AsyncMongoEcoProxyServer(engine=_engine(path), host=host, port=port)
+    server = _server(path, host, port)
     address = await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,6 +2,8 @@
 
 Svix does not guarantee order. Every write here is one atomic MongoDB command (plus one retry on
 an insert race), so concurrent deliveries of different versions converge on the newest one.
+Filters name only the key; conditions live in update pipelines, so the write is an index lookup
+on any server (the embedded development store scans a collection for compound filters).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 if TYPE_CHECKING:
@@ -18,12 +21,25 @@ if TYPE_CHECKING:
 type Applied = Literal["applied", "stale"]
 
 
-def live_and_not_newer(clerk_id: str, updated_at: datetime | None) -> dict[str, Any]:
-    """Filter matching the stored object only when it is not a tombstone and not newer."""
-    query: dict[str, Any] = {"clerk_id": clerk_id, "deleted": {"$ne": True}}
-    if updated_at is not None:
-        query["updated_at"] = {"$not": {"$gt": updated_at}}
-    return query
+def _applies(updated_at: datetime | None) -> dict[str, Any]:
+    """Aggregation condition: the stored object is not a tombstone and not newer than this one.
+
+    A missing `updated_at` sorts below any date, so a new or undated document always applies.
+    """
+    live: dict[str, Any] = {"$ne": ["$deleted", True]}
+    if updated_at is None:
+        return live
+    return {"$and": [live, {"$lte": ["$updated_at", {"$literal": updated_at}]}]}
+
+
+def applies(stored: Mapping[str, Any] | None, updated_at: datetime | None) -> bool:
+    """The same condition in Python, for the document as it was before the write."""
+    if stored is None:
+        return True
+    if stored.get("deleted") is True:
+        return False
+    current = stored.get("updated_at")
+    return updated_at is None or current is None or current <= updated_at
 
 
 async def upsert_if_newer(
@@ -32,17 +48,31 @@ async def upsert_if_newer(
     fields: Mapping[str, Any],
     updated_at: datetime | None,
 ) -> Applied:
-    """Insert the object, or update it when the stored version is not newer and not deleted."""
-    query = live_and_not_newer(clerk_id, updated_at)
-    update = {"$set": {**fields, "clerk_id": clerk_id, "updated_at": updated_at, "deleted": False}}
-    try:
-        result = await collection.update_one(query, update, upsert=True)
-    except DuplicateKeyError:
-        # either a newer version / tombstone exists, or a concurrent insert won the race:
-        # the document exists now, so try once more as a plain conditional update
-        result = await collection.update_one(query, update)
-        return "applied" if result.matched_count else "stale"
-    return "applied"
+    """Insert the object, or update it when the stored version is not newer and not deleted.
+
+    One `findAndModify` keyed by `clerk_id` alone (so any server answers it from the unique
+    index); the guard lives in the update pipeline, and the previous document tells whether the
+    write applied.
+    """
+    guard = _applies(updated_at)
+    values = {**fields, "updated_at": updated_at, "deleted": False}
+    stage = {name: {"$cond": [guard, {"$literal": v}, f"${name}"]} for name, v in values.items()}
+    projection = {"_id": 0, "deleted": 1, "updated_at": 1}
+    for attempt in (1, 2):
+        try:
+            before = await collection.find_one_and_update(
+                {"clerk_id": clerk_id},
+                [{"$set": stage}],
+                projection=projection,
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
+        except DuplicateKeyError:
+            if attempt == 2:
+                raise
+            continue  # a concurrent insert of the same id won: the document exists now
+        return "applied" if applies(before, updated_at) else "stale"
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def tombstone_update(

@@ -142,17 +142,28 @@ class DeliveryLog:
         status: str,
         outcomes: Mapping[str, Mapping[str, Any]],
     ) -> bool:
-        """Write handler outcomes and the final status if this attempt still holds the lease."""
-        update: dict[str, Any] = {"status": status, "lease_until": None}
-        for key, outcome in outcomes.items():
-            update[f"handlers.{key}"] = dict(outcome)
+        """Write handler outcomes and the final status if this attempt still holds the lease.
+
+        Keyed by `_id` alone, the lease check inside the update pipeline; the previous lease
+        token says whether this attempt still owned the delivery.
+        """
+        owned = {"$eq": ["$lease_token", {"$literal": token}]}
+        merged = {"$mergeObjects": [{"$ifNull": ["$handlers", {}]}, {"$literal": dict(outcomes)}]}
+        stage = {
+            "status": {"$cond": [owned, {"$literal": status}, "$status"]},
+            "lease_until": {"$cond": [owned, None, "$lease_until"]},
+            "handlers": {"$cond": [owned, merged, "$handlers"]},
+        }
         try:
-            result = await self.collection.update_one(
-                {"_id": svix_id, "lease_token": token}, {"$set": update}
+            before = await self.collection.find_one_and_update(
+                {"_id": svix_id},
+                [{"$set": stage}],
+                projection={"_id": 0, "lease_token": 1},
+                return_document=ReturnDocument.BEFORE,
             )
         except PyMongoError as error:
             raise StoreUnavailable("MongoDB is unavailable") from error
-        return result.matched_count == 1
+        return before is not None and before.get("lease_token") == token
 
     async def get(self, svix_id: str) -> dict[str, Any] | None:
         try:

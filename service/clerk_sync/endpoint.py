@@ -1,0 +1,86 @@
+"""`POST /webhooks/clerk` as a plain ASGI endpoint in front of Quart.
+
+The webhook is the hot path and needs nothing from a web framework: read at most the configured
+number of bytes, hand them and the headers to the `Receiver`, send its small JSON answer. Doing
+that here refuses an oversize body before anything is buffered (Quart queues every chunk of a
+request without bound) and skips Quart's request and response objects on every delivery. Every
+other request, other methods on the webhook path included, goes to Quart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from clerk_sync.errors import PayloadTooLarge
+from clerk_sync.pipeline import Answer
+
+if TYPE_CHECKING:
+    from clerk_sync.pipeline import Receiver
+
+type Scope = MutableMapping[str, Any]
+type Message = MutableMapping[str, Any]
+type Receive = Callable[[], Awaitable[Message]]
+type Send = Callable[[Message], Awaitable[None]]
+type ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]  # Quart types its own scopes
+
+WEBHOOK_PATH = "/webhooks/clerk"
+_JSON = (b"content-type", b"application/json")
+_NOT_ALLOWED = Answer(405, {"error": "only POST is allowed here"}, "bad_request", {"Allow": "POST"})
+
+
+class WebhookEndpoint:
+    """Wrap `app`: POSTs to the webhook path are answered here, everything else passes on."""
+
+    def __init__(self, app: ASGIApp, receiver: Receiver, limit: int) -> None:
+        self.app, self.receiver, self.limit = app, receiver, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await _respond(send, _NOT_ALLOWED)
+            return
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        body = await self._read(headers, receive)
+        if body is None:
+            answer = self.receiver.reject_early(
+                PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
+            )
+            await _respond(send, answer, close=True)  # the rest of the body is never read
+            return
+        await _respond(send, await self.receiver.receive(body, headers))
+
+    async def _read(self, headers: dict[str, str], receive: Receive) -> bytes | None:
+        """The whole body, or None as soon as it is known to exceed the limit."""
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return b"".join(chunks)
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _respond(send: Send, answer: Answer, *, close: bool = False) -> None:
+    headers = [_JSON, *((k.lower().encode(), v.encode()) for k, v in answer.headers.items())]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send(
+        {"type": "http.response.body", "body": orjson.dumps(answer.body), "more_body": False}
+    )
