@@ -40,3 +40,14 @@ def test_serve_with_embedded_store_processes_sample_and_keeps_data(tmp_path: Pat
     with ServerProcess(env, cwd=tmp_path) as again:
         repeat = httpx.post(again.url + "/webhooks/clerk", content=body, headers=headers)
     assert repeat.json() == {"status": "duplicate", "svix_id": headers["svix-id"]}
+
+
+def test_webhook_answer_has_content_length_and_json(tmp_path: Path, mongodb_url: str) -> None:
+    """Over real HTTP the webhook answer is JSON with a Content-Length (no chunked encoding)."""
+    env = {"CLERK_WEBHOOK_SIGNING_SECRET": TEST_SECRET, "MONGODB_URL": mongodb_url}
+    with ServerProcess(env, cwd=tmp_path) as server:
+        answer = httpx.post(server.url + "/webhooks/clerk", content=b"{}", headers={})
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/json"
+    assert int(answer.headers["content-length"]) == len(answer.content)
+    assert "transfer-encoding" not in answer.headers

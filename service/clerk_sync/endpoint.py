@@ -77,10 +77,10 @@ class WebhookEndpoint:
 
 
 async def _respond(send: Send, answer: Answer, *, close: bool = False) -> None:
-    headers = [_JSON, *((k.lower().encode(), v.encode()) for k, v in answer.headers.items())]
+    body = orjson.dumps(answer.body)
+    headers = [_JSON, (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in answer.headers.items()]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send(
-        {"type": "http.response.body", "body": orjson.dumps(answer.body), "more_body": False}
-    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
