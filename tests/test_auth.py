@@ -184,8 +184,6 @@ def _bad_tokens() -> list[tuple[str, dict[str, str], str]]:
     ]
 
 
-
-
 async def test_every_bad_token_is_a_401_with_its_reason(running: Runner) -> None:
     """Each refused token answers 401 `{"error", "reason"}` with the expected code; never a 500."""
     pem = signer("ins_key_one").pem
