@@ -3,7 +3,6 @@ dashboard query and alert expression evaluated against scraped data."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -17,17 +16,11 @@ import yaml
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.processes import ServerProcess, free_port
 from tests.test_observability import samples
+from tests.tools import tool
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "ops"))
 import dashboard  # noqa: E402 - ops/ is not a package
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} is not installed: run `bash scripts/install-tools.sh`", pytrace=False)
-    return found
 
 
 @pytest.fixture

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,8 @@ from typing import Any
 import helm_python
 import pytest
 import yaml
+
+from tests.tools import INSTALL, tool
 
 pytestmark = pytest.mark.ops
 
@@ -33,7 +32,6 @@ NAMESPACE = "clerk-sync"
 KUBE_VERSION = "1.30.0"
 # the image's CMD; in a pod the server must listen on every interface
 SERVE = ["serve", "--host", "0.0.0.0", "--port", "8000"]  # noqa: S104
-INSTALL = "run `make install` (Python tools) and `bash scripts/install-tools.sh`"
 REQUIRED = {
     "secrets": {
         "mongodbUrl": "mongodb://mongodb:27017",
@@ -43,15 +41,6 @@ REQUIRED = {
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def tool(name: str) -> str:
-    """Path of a command-line tool: this venv's bin, then PATH; missing fails the test."""
-    search = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
-    found = shutil.which(name, path=search)
-    if found is None:
-        pytest.fail(f"{name} is not installed: {INSTALL}", pytrace=False)
-    return found
 
 
 def run(*command: str | Path) -> subprocess.CompletedProcess[str]:

@@ -12,15 +12,15 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import helm_python
 import pytest
 import yaml
+
+from tests.tools import tool
 
 pytestmark = pytest.mark.ops
 
@@ -29,16 +29,6 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 SKAFFOLD = REPO_ROOT / "skaffold.yaml"
 SKAFFOLD_SCHEMA = REPO_ROOT / "tests" / "ops" / "schemas" / "skaffold-v4beta13.json"
 BUILT_IN_PLUGINS = ("users", "sessions", "organizations")
-INSTALL = "run `make install` (Python tools) and `bash scripts/install-tools.sh`"
-
-
-def tool(name: str) -> str:
-    """Path of a command-line tool: this venv's bin, then PATH; missing fails the test."""
-    search = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))
-    found = shutil.which(name, path=search)
-    if found is None:
-        pytest.fail(f"{name} is not installed: {INSTALL}", pytrace=False)
-    return found
 
 
 def run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
