@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "run `make install` (Python tools) and `bash scripts/install-tools.sh`"
 
 
@@ -19,3 +22,18 @@ def tool(name: str) -> str:
     if found is None:
         pytest.fail(f"{name} is not installed: {INSTALL}", pytrace=False)
     return found
+
+
+def run(
+    *command: str | Path, timeout: float = 300, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool from the repository root and capture its output (never raises on failure)."""
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+        **kwargs,
+    )

@@ -21,6 +21,22 @@ if TYPE_CHECKING:
 type Applied = Literal["applied", "stale"]
 
 
+# Clerk payloads are JSON whose fields may be null, absent or of an unexpected type: these turn a
+# raw value into what a projection stores, never raising.
+
+
+def str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def dict_or_empty(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _applies(updated_at: datetime | None) -> dict[str, Any]:
     """Aggregation condition: the stored object is not a tombstone and not newer than this one.
 

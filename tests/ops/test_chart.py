@@ -20,7 +20,7 @@ import helm_python
 import pytest
 import yaml
 
-from tests.tools import INSTALL, tool
+from tests.tools import INSTALL, run, tool
 
 pytestmark = pytest.mark.ops
 
@@ -41,18 +41,6 @@ REQUIRED = {
 
 
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def run(*command: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run a tool from the repository root and capture its output."""
-    return subprocess.run(
-        [str(part) for part in command],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
 
 
 def ci_values(case: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shlex
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import helm_python
 import pytest
 import yaml
 
-from tests.tools import tool
+from tests.tools import run, tool
 
 pytestmark = pytest.mark.ops
 
@@ -29,18 +28,6 @@ DOCKERFILE = REPO_ROOT / "Dockerfile"
 SKAFFOLD = REPO_ROOT / "skaffold.yaml"
 SKAFFOLD_SCHEMA = REPO_ROOT / "tests" / "ops" / "schemas" / "skaffold-v4beta13.json"
 BUILT_IN_PLUGINS = ("users", "sessions", "organizations")
-
-
-def run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(part) for part in command],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-        **kwargs,
-    )
 
 
 # ---- Dockerfile ------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from odmantic import Field, Model
 
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
-from clerk_sync.projection import upsert_if_newer
+from clerk_sync.projection import str_or_none, upsert_if_newer
 
 
 class Session(Model):
@@ -42,17 +42,13 @@ STATUS_OF_EVENT = {
 plugin = Plugin("sessions", models=[Session])
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def project_session(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
     """The stored fields of a session from a Clerk `session` object; unknown fields are ignored."""
     actor = data.get("actor")
     return {
-        "user_id": _str(data.get("user_id")),
-        "client_id": _str(data.get("client_id")),
-        "status": _str(data.get("status")) or STATUS_OF_EVENT.get(event_type),
+        "user_id": str_or_none(data.get("user_id")),
+        "client_id": str_or_none(data.get("client_id")),
+        "status": str_or_none(data.get("status")) or STATUS_OF_EVENT.get(event_type),
         "last_active_at": timestamp_from_clerk(data.get("last_active_at")),
         "expire_at": timestamp_from_clerk(data.get("expire_at")),
         "abandon_at": timestamp_from_clerk(data.get("abandon_at")),

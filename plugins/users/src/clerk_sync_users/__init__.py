@@ -9,7 +9,7 @@ from odmantic import Field, Model
 
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
-from clerk_sync.projection import tombstone, upsert_if_newer
+from clerk_sync.projection import dict_or_empty, str_or_none, tombstone, upsert_if_newer
 
 
 class User(Model):
@@ -72,19 +72,11 @@ def _primary(items: object, primary_id: object, value_key: str) -> str | None:
     return None
 
 
-def _dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def project_user(data: dict[str, Any]) -> dict[str, Any]:
     """The stored fields of a user from a Clerk `user` object; unknown fields are ignored."""
     addresses = data.get("email_addresses")
     return {
-        "external_id": _str(data.get("external_id")),
+        "external_id": str_or_none(data.get("external_id")),
         "email": _primary(addresses, data.get("primary_email_address_id"), "email_address"),
         "email_addresses": [
             a["email_address"]
@@ -94,13 +86,13 @@ def project_user(data: dict[str, Any]) -> dict[str, Any]:
         "phone": _primary(
             data.get("phone_numbers"), data.get("primary_phone_number_id"), "phone_number"
         ),
-        "username": _str(data.get("username")),
-        "first_name": _str(data.get("first_name")),
-        "last_name": _str(data.get("last_name")),
-        "image_url": _str(data.get("image_url")),
-        "public_metadata": _dict(data.get("public_metadata")),
-        "private_metadata": _dict(data.get("private_metadata")),
-        "unsafe_metadata": _dict(data.get("unsafe_metadata")),
+        "username": str_or_none(data.get("username")),
+        "first_name": str_or_none(data.get("first_name")),
+        "last_name": str_or_none(data.get("last_name")),
+        "image_url": str_or_none(data.get("image_url")),
+        "public_metadata": dict_or_empty(data.get("public_metadata")),
+        "private_metadata": dict_or_empty(data.get("private_metadata")),
+        "unsafe_metadata": dict_or_empty(data.get("unsafe_metadata")),
         "banned": data.get("banned") is True,
         "locked": data.get("locked") is True,
         "last_sign_in_at": timestamp_from_clerk(data.get("last_sign_in_at")),
@@ -125,7 +117,10 @@ async def upsert_user(event: Event, ctx: Context[None]) -> None:
 async def delete_user(event: Event, ctx: Context[None]) -> None:
     """Leave a scrubbed tombstone, found by `id`, else by `external_id`, else a logged no-op."""
     collection = ctx.engine.get_collection(User)
-    clerk_id, external_id = _str(event.data.get("id")), _str(event.data.get("external_id"))
+    clerk_id, external_id = (
+        str_or_none(event.data.get("id")),
+        str_or_none(event.data.get("external_id")),
+    )
     if clerk_id is not None:
         # created when the deletion arrives first, so a late create or update changes nothing
         identity = {"external_id": external_id} if external_id is not None else {}
