@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from clerk_sync import Context, Event, Plugin
+from clerk_sync.events import MAX_ENVELOPE_DEPTH
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
 
@@ -265,6 +266,35 @@ async def test_signed_json_mongodb_cannot_store_is_rejected_with_raw_text(runnin
     assert (status, body["status"]) == (202, "rejected")
     assert stored is not None
     assert stored["payload"] == raw.decode()
+
+
+def _nested(depth: int, kind: str) -> object:
+    value: object = "leaf"
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize(("depth", "kind"), [(97, "dict"), (98, "list"), (600, "dict")])
+async def test_json_nested_beyond_mongodb_limit_is_rejected_with_raw_text(
+    running: Runner, depth: int, kind: str
+) -> None:
+    """MongoDB stores 100 levels; the record holds the envelope one level down. Deeper signed
+    JSON is kept as raw text with 202 (Svix must not retry it forever), never a 5xx."""
+    raw = envelope("user.created", {"id": "user_deep", "deep": _nested(depth, kind)})
+    headers = signed_headers(raw)
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, body = await r.post(raw, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert stored is not None
+    # envelope -> data -> deep adds two levels to `depth` (envelope counted as one)
+    if depth + 2 <= MAX_ENVELOPE_DEPTH:
+        assert (status, body["status"]) == (200, "processed")
+        assert stored["payload"]["data"]["id"] == "user_deep"
+    else:
+        assert (status, body["status"]) == (202, "rejected")
+        assert "nests deeper than 99 levels" in body["reason"]
+        assert stored["payload"] == raw.decode()
 
 
 async def test_wrong_method_and_unknown_path_answer_json(running: Runner) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -84,12 +85,42 @@ class NotAnEnvelope(ValueError):
     """The signed body is not JSON, or not a Clerk envelope (`type` string, `data` object)."""
 
 
+#: MongoDB stores documents nested at most 100 levels deep; the delivery record holds the
+#: envelope one level down, so an envelope may nest 99 levels (itself counted as one).
+MAX_ENVELOPE_DEPTH = 99
+
+
+def nesting_depth(value: object) -> int:
+    """How many objects and arrays deep `value` nests (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children)
+    return deepest
+
+
 def parse_envelope(body: bytes) -> dict[str, Any]:
     """Parse the raw body as a Clerk envelope, or raise NotAnEnvelope saying what is wrong."""
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         raise NotAnEnvelope(f"body is not JSON: {error.msg}") from error
+    # a body with fewer brackets than the limit cannot nest deeper; skip the walk (the common case)
+    if body.count(b"{") + body.count(b"[") > MAX_ENVELOPE_DEPTH and (
+        nesting_depth(payload) > MAX_ENVELOPE_DEPTH
+    ):
+        raise NotAnEnvelope(
+            f"JSON nests deeper than {MAX_ENVELOPE_DEPTH} levels, more than MongoDB can store"
+        )
     if not isinstance(payload, dict):
         raise NotAnEnvelope("body is not a JSON object")
     if not isinstance(payload.get("type"), str):

@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 type Clock = Callable[[], float]
 _MAX_ERROR = 500
 #: MongoDB error codes meaning "this document cannot be stored", as opposed to a server problem:
-#: BadValue, Overflow, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
+#: BadValue, Overflow, InvalidBSON, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
 #: DottedFieldName, and the nesting-depth limit.
-_UNSTORABLE = frozenset({2, 15, 10334, 52, 56, 57, 17419, 17280})
+_UNSTORABLE = frozenset({2, 15, 22, 10334, 52, 56, 57, 17419, 17280})
 
 
 @dataclass(frozen=True, slots=True)
