@@ -31,7 +31,9 @@ def nested(depth: int, kind: str) -> object:
 
 
 def bodies() -> st.SearchStrategy[bytes]:
-    depth = st.integers(min_value=1, max_value=3000)
+    # around MongoDB's 100 levels, the embedded server's recursion limit and orjson's 1024
+    edges = st.sampled_from([96, 97, 98, 99, 100, 101, 450, 500, 999, 1022, 1023, 1024, 1025])
+    depth = st.integers(min_value=1, max_value=3000) | edges
     kind = st.sampled_from(["list", "dict"])
     return st.one_of(
         st.binary(max_size=512),  # mostly invalid UTF-8 / not JSON
