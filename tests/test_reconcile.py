@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from clerk_sync_users import project_user
 from click.testing import CliRunner
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,7 +34,7 @@ from clerk_sync.reconcile import (
     write_metrics,
 )
 from clerk_sync.reconcile_cli import reconcile as reconcile_command
-from clerk_sync.testing import envelope
+from clerk_sync.testing import envelope, sample
 from tests.conftest import Runner
 
 SECRET = "sk_test_reconcile"
@@ -153,48 +154,60 @@ def ms(second: int) -> int:
     return 1_700_000_000_000 + second * 1000
 
 
+def sample_object(event_type: str) -> dict[str, Any]:
+    """A complete Backend API object (the SDK validates every field), from the bundled sample."""
+    data: dict[str, Any] = json.loads(sample(event_type))["data"]
+    return data
+
+
 def user(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
-    return {
-        "id": clerk_id,
-        "object": "user",
-        "first_name": name,
-        "last_name": "Doe",
-        "email_addresses": [{"id": f"idn_{clerk_id}", "email_address": f"{clerk_id}@ex.test"}],
-        "primary_email_address_id": f"idn_{clerk_id}",
-        "public_metadata": {"v": updated},
-        "created_at": ms(created),
-        "updated_at": ms(updated),
-    }
+    obj = sample_object("user.created")
+    email = {**obj["email_addresses"][0], "id": f"idn_{clerk_id}"}
+    email["email_address"] = f"{clerk_id}@ex.test"
+    obj.update(
+        id=clerk_id,
+        external_id=None,
+        first_name=name,
+        last_name="Doe",
+        email_addresses=[email],
+        primary_email_address_id=email["id"],
+        public_metadata={"v": updated},
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
 
 
 def organization(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
-    return {
-        "id": clerk_id,
-        "object": "organization",
-        "name": name,
-        "slug": clerk_id.replace("_", "-"),
-        "members_count": 1,
-        "max_allowed_memberships": 5,
-        "public_metadata": {},
-        "private_metadata": {"v": updated},
-        "created_by": "user_a",
-        "created_at": ms(created),
-        "updated_at": ms(updated),
-    }
+    obj = sample_object("organization.created")
+    obj.update(
+        id=clerk_id,
+        name=name,
+        slug=clerk_id.replace("_", "-"),
+        members_count=1,
+        max_allowed_memberships=5,
+        public_metadata={},
+        private_metadata={"v": updated},
+        created_by="user_a",
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
 
 
 def membership(clerk_id: str, updated: int, role: str, created: int = 0) -> dict[str, Any]:
-    return {
-        "id": clerk_id,
-        "object": "organization_membership",
-        "role": role,
-        "permissions": ["org:sys_memberships:read"],
-        "public_metadata": {},
-        "organization": organization("org_a", 1, "A"),
-        "public_user_data": {"user_id": f"user_for_{clerk_id}"},
-        "created_at": ms(created),
-        "updated_at": ms(updated),
-    }
+    obj = sample_object("organizationMembership.created")
+    obj.update(
+        id=clerk_id,
+        role=role,
+        permissions=["org:sys_memberships:read"],
+        public_metadata={},
+        organization=organization("org_a", 1, "A"),
+        public_user_data={**obj["public_user_data"], "user_id": f"user_for_{clerk_id}"},
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
 
 
 MAKERS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -549,17 +562,46 @@ async def test_retries_give_up_and_rate_limit_waits(clerk: FakeClerk) -> None:
     client = make_client(clerk, sleeps, attempts=3)
     try:
         with pytest.raises(reconcile_module.ReconcileError, match="HTTP 502 after 3 tries"):
-            await client.page("/v1/users", offset=0, limit=10)
+            await client.page("users", offset=0, limit=10)
         assert len(sleeps.calls) == 2
         assert sleeps.calls[1] > 0
         clerk.flaky.clear()
         clerk.rate_limited[("/v1/users", 0)] = 2
         clerk.retry_after = "0.25"
-        items, _ = await client.page("/v1/users", offset=0, limit=10)
+        items, _ = await client.page("users", offset=0, limit=10)
         assert [i["id"] for i in items] == ["user_a"]
         assert sleeps.calls[-2:] == [0.25, 0.25]
     finally:
         await client.aclose()
+
+
+async def test_a_wrong_key_or_an_unreadable_answer_stops_without_tombstoning(
+    db: Db, clerk: FakeClerk
+) -> None:
+    """401 stops at once (no retries); an object the SDK cannot read (a required field missing)
+    stops the resource with a reason; in both cases nothing is tombstoned."""
+    stored = user("user_kept", 1, "kept")
+    await upsert_if_newer(
+        db["users"], "user_kept", project_user(stored), timestamp_from_clerk(stored["updated_at"])
+    )
+    wrong = ClerkClient(clerk.url, "sk_test_wrong", sleep=Sleeps())
+    try:
+        with pytest.raises(reconcile_module.ReconcileError, match="HTTP 401"):
+            await wrong.page("users", offset=0, limit=10)
+        assert wrong.requests == 1
+    finally:
+        await wrong.aclose()
+    broken = user("user_broken", 2, "broken")
+    del broken["email_addresses"]
+    clerk.objects["users"] = [broken]
+    report = await run(db, clerk, resources=("users",))
+    users = report.resources[0]
+    assert users.error is not None
+    assert "unreadable answer" in users.error
+    assert not users.complete
+    kept = await db["users"].find_one({"clerk_id": "user_kept"})
+    assert kept is not None
+    assert kept["deleted"] is False
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
+from clerk_backend_api import Clerk
+from clerk_backend_api.models import ClerkBaseError, NoResponseError
+from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 from pymongo.errors import PyMongoError
 
 from clerk_sync.events import timestamp_from_clerk
@@ -28,11 +31,13 @@ from clerk_sync.projection import tombstone, upsert_if_newer
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection, AsyncIOMotorDatabase
+    from pydantic import BaseModel
 
 type Database = AsyncIOMotorDatabase[dict[str, Any]]
 type Collection = AsyncIOMotorCollection[dict[str, Any]]
 type Sleep = Callable[[float], Awaitable[None]]
 type Outcome = Literal["created", "updated", "unchanged", "tombstoned", "failed"]
+type Page = tuple[list[dict[str, Any]], int | None]
 type DiffKind = Literal["missing", "older", "differs", "newer-in-db", "deleted-in-db", "gone"]
 
 RESOURCES: tuple[str, ...] = ("users", "organizations", "memberships")
@@ -47,7 +52,7 @@ class ReconcileError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# HTTP: httpx against the documented Backend API endpoints, with 429 and 5xx handling
+# The Backend API: the official SDK, with 429 and 5xx handling of our own
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,13 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class ClerkClient:
-    """A small Backend API client: bearer auth, JSON, retries; 404 answers None."""
+    """Clerk's Backend API through the official SDK (`clerk-backend-api`), with our retries.
+
+    The SDK's own retries are switched off: 429 (`Retry-After`), 5xx and connection errors are
+    handled here so that a run can give up, keep its checkpoint and report why. Answers come
+    back as the SDK's models and are dumped to the JSON shape webhooks deliver, which is what
+    the projection functions take. A 404 on a single object answers None.
+    """
 
     def __init__(
         self,
@@ -92,15 +103,13 @@ class ClerkClient:
         timeout: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={
-                "Authorization": f"Bearer {secret_key}",
-                "Accept": "application/json",
-                "User-Agent": "clerk-sync-reconcile",
-            },
-            timeout=timeout,
-            transport=transport,
+        self._http = httpx.AsyncClient(timeout=timeout, transport=transport)
+        self._sdk = Clerk(
+            bearer_auth=secret_key,
+            server_url=base_url.rstrip("/") + "/v1",
+            async_client=self._http,
+            retry_config=RetryConfig("none", BackoffStrategy(0, 0, 1.0, 0), False),
+            timeout_ms=int(timeout * 1000),
         )
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
@@ -114,58 +123,112 @@ class ClerkClient:
         delay: float = min(self.retry.max_delay, self.retry.base_delay * 2 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
 
-    async def get(self, path: str, params: Mapping[str, str | int] | None = None) -> Any:
-        """GET `path` and return the parsed JSON, or None on 404; raises ReconcileError."""
+    async def call[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T | None:
+        """Run one SDK call with the retry policy; None on 404; raises ReconcileError."""
         failures = limited = 0
         while True:
             self.requests += 1
             try:
-                response = await self._http.get(path, params=dict(params or {}))
-            except httpx.TransportError as error:
+                return await operation()
+            except (httpx.TransportError, NoResponseError) as error:
                 failures += 1
                 if failures >= self.retry.max_attempts:
-                    raise ReconcileError(f"GET {path}: {type(error).__name__}") from error
+                    raise ReconcileError(f"{what}: {type(error).__name__}") from error
                 await self._sleep(self._backoff(failures))
                 continue
-            status = response.status_code
-            if status == 404:
-                return None
-            if status == 429:
-                limited += 1
-                self.rate_limited += 1
-                if limited >= self.retry.max_rate_limited:
-                    raise ReconcileError(f"GET {path}: still rate limited after {limited} tries")
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-                wait = self._backoff(limited) if wait is None else wait
-                await self._sleep(min(wait, self.retry.max_delay))
-                continue
-            if status >= 500:
-                failures += 1
-                if failures >= self.retry.max_attempts:
-                    raise ReconcileError(f"GET {path}: HTTP {status} after {failures} tries")
-                await self._sleep(self._backoff(failures))
-                continue
-            if status >= 400:
-                raise ReconcileError(f"GET {path}: HTTP {status}")
-            try:
-                return response.json()
-            except ValueError as error:
-                raise ReconcileError(f"GET {path}: the answer is not JSON") from error
+            except ClerkBaseError as error:
+                status = error.status_code
+                if 200 <= status < 300:  # ResponseValidationError: the SDK could not read it
+                    reason = str(error).splitlines()[0][:300]
+                    raise ReconcileError(f"{what}: unreadable answer: {reason}") from error
+                if status == 404:
+                    return None
+                if status == 429:
+                    limited += 1
+                    self.rate_limited += 1
+                    if limited >= self.retry.max_rate_limited:
+                        raise ReconcileError(
+                            f"{what}: still rate limited after {limited} tries"
+                        ) from error
+                    wait = retry_after_seconds(error.headers.get("Retry-After"))
+                    wait = self._backoff(limited) if wait is None else wait
+                    await self._sleep(min(wait, self.retry.max_delay))
+                    continue
+                if status >= 500:
+                    failures += 1
+                    if failures >= self.retry.max_attempts:
+                        raise ReconcileError(
+                            f"{what}: HTTP {status} after {failures} tries"
+                        ) from error
+                    await self._sleep(self._backoff(failures))
+                    continue
+                raise ReconcileError(f"{what}: HTTP {status}") from error
 
-    async def page(
-        self, path: str, *, offset: int, limit: int, extra: Mapping[str, str] | None = None
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """One page of a list endpoint: the objects and `total_count` when the list gives one."""
-        body = await self.get(path, {"limit": limit, "offset": offset, **(extra or {})})
-        total: int | None = None
-        if isinstance(body, dict):
-            items, count = body.get("data"), body.get("total_count")
-            total = count if isinstance(count, int) else None
-        else:
-            items = body
-        if not isinstance(items, list):
-            raise ReconcileError(f"GET {path}: expected a list of objects")
-        return [item for item in items if isinstance(item, dict)], total
+    async def page(self, resource: str, *, offset: int, limit: int) -> Page:
+        """One page of a resource's list, oldest first: the objects and `total_count` when the
+        endpoint gives one (the users list does not)."""
+        order = "+created_at"
+        if resource == "users":
+            users = await self.call(
+                "GET /v1/users",
+                lambda: self._sdk.users.list_async(
+                    request={"limit": limit, "offset": offset, "order_by": order}
+                ),
+            )
+            return [_json(user) for user in users or []], None
+        if resource == "organizations":
+            organizations = await self.call(
+                "GET /v1/organizations",
+                lambda: self._sdk.organizations.list_async(
+                    limit=limit, offset=offset, order_by=order
+                ),
+            )
+            if organizations is None:
+                raise ReconcileError("GET /v1/organizations: 404")
+            return [_json(o) for o in organizations.data], organizations.total_count
+        if resource == "memberships":
+            memberships = await self.call(
+                "GET /v1/organization_memberships",
+                lambda: self._sdk.users.get_instance_organization_memberships_async(
+                    limit=limit, offset=offset, order_by=order
+                ),
+            )
+            if memberships is None:
+                raise ReconcileError("GET /v1/organization_memberships: 404")
+            return [_json(m) for m in memberships.data], memberships.total_count
+        raise ValueError(f"unknown resource {resource!r}")
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        found = await self.call(
+            f"GET /v1/users/{user_id}", lambda: self._sdk.users.get_async(user_id=user_id)
+        )
+        return None if found is None else _json(found)
+
+    async def organization(self, organization_id: str) -> dict[str, Any] | None:
+        found = await self.call(
+            f"GET /v1/organizations/{organization_id}",
+            lambda: self._sdk.organizations.get_async(organization_id=organization_id),
+        )
+        return None if found is None else _json(found)
+
+    async def membership(
+        self, organization_id: str, user_id: str, membership_id: str
+    ) -> dict[str, Any] | None:
+        """Memberships have no single-object endpoint: list the organization's for that user."""
+        found = await self.call(
+            f"GET /v1/organizations/{organization_id}/memberships",
+            lambda: self._sdk.organization_memberships.list_async(
+                organization_id=organization_id, user_id=[user_id], limit=MAX_PAGE_SIZE
+            ),
+        )
+        items = [] if found is None else [_json(m) for m in found.data]
+        return next((item for item in items if item.get("id") == membership_id), None)
+
+
+def _json(model: BaseModel) -> dict[str, Any]:
+    """An SDK model as the JSON object Clerk sent (the shape webhooks deliver)."""
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    return dumped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,8 +239,6 @@ class ClerkClient:
 class Resource:
     name: str
     collection: str
-    path: str
-    order: Mapping[str, str]
     project: Callable[[dict[str, Any]], dict[str, Any]]
     cleared: Mapping[str, Any]
     #: the current Clerk object for a stored document, None when Clerk says it is gone
@@ -185,27 +246,18 @@ class Resource:
 
 
 async def _fetch_user(client: ClerkClient, doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    found = await client.get(f"/v1/users/{doc['clerk_id']}")
-    return found if isinstance(found, dict) else None
+    return await client.user(doc["clerk_id"])
 
 
 async def _fetch_organization(client: ClerkClient, doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    found = await client.get(f"/v1/organizations/{doc['clerk_id']}")
-    return found if isinstance(found, dict) else None
+    return await client.organization(doc["clerk_id"])
 
 
 async def _fetch_membership(client: ClerkClient, doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Memberships have no single-object endpoint: list the organization's for that user."""
     organization_id, user_id = doc.get("organization_id"), doc.get("user_id")
     if not isinstance(organization_id, str) or not isinstance(user_id, str):
         return None
-    items, _ = await client.page(
-        f"/v1/organizations/{organization_id}/memberships",
-        offset=0,
-        limit=MAX_PAGE_SIZE,
-        extra={"user_id": user_id},
-    )
-    return next((item for item in items if item.get("id") == doc["clerk_id"]), None)
+    return await client.membership(organization_id, user_id, doc["clerk_id"])
 
 
 def resources() -> dict[str, Resource]:
@@ -218,16 +270,11 @@ def resources() -> dict[str, Resource]:
     )
     from clerk_sync_users import SCRUBBED, project_user
 
-    ascending = {"order_by": "+created_at"}
     return {
-        "users": Resource(
-            "users", "users", "/v1/users", ascending, project_user, SCRUBBED, _fetch_user
-        ),
+        "users": Resource("users", "users", project_user, SCRUBBED, _fetch_user),
         "organizations": Resource(
             "organizations",
             "organizations",
-            "/v1/organizations",
-            ascending,
             project_organization,
             ORGANIZATION_CLEARED,
             _fetch_organization,
@@ -235,8 +282,6 @@ def resources() -> dict[str, Resource]:
         "memberships": Resource(
             "memberships",
             "organization_memberships",
-            "/v1/organization_memberships",
-            ascending,
             project_membership,
             MEMBERSHIP_CLEARED,
             _fetch_membership,
@@ -503,9 +548,7 @@ class _Run:
         limit = self.options.page_size
         try:
             while status == "listing":
-                items, total = await self.client.page(
-                    spec.path, offset=offset, limit=limit, extra=spec.order
-                )
+                items, total = await self.client.page(spec.name, offset=offset, limit=limit)
                 report.pages += 1
                 report.listed += len(items)
                 ids = [item["id"] for item in items if isinstance(item.get("id"), str)]
