@@ -36,6 +36,7 @@ from clerk_sync.reconcile import (
 from clerk_sync.reconcile_cli import reconcile as reconcile_command
 from clerk_sync.testing import envelope, sample
 from tests.conftest import Runner
+from tests.processes import free_port
 
 SECRET = "sk_test_reconcile"
 FIXED_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -602,6 +603,24 @@ async def test_a_wrong_key_or_an_unreadable_answer_stops_without_tombstoning(
     kept = await db["users"].find_one({"clerk_id": "user_kept"})
     assert kept is not None
     assert kept["deleted"] is False
+
+
+async def test_an_unreachable_backend_api_is_retried_then_reported() -> None:
+    """Connection errors back off like 5xx and give up after the attempt budget, with a reason."""
+    sleeps = Sleeps()
+    client = ClerkClient(
+        f"http://127.0.0.1:{free_port()}",
+        SECRET,
+        sleep=sleeps,
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+    )
+    try:
+        with pytest.raises(reconcile_module.ReconcileError, match="GET /v1/users: ConnectError"):
+            await client.page("users", offset=0, limit=10)
+    finally:
+        await client.aclose()
+    assert client.requests == 3
+    assert len(sleeps.calls) == 2
 
 
 def test_retry_after_accepts_seconds_and_http_dates() -> None:

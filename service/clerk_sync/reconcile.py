@@ -15,6 +15,7 @@ import email.utils
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,13 @@ type DiffKind = Literal["missing", "older", "differs", "newer-in-db", "deleted-i
 RESOURCES: tuple[str, ...] = ("users", "organizations", "memberships")
 OUTCOMES: tuple[Outcome, ...] = ("created", "updated", "unchanged", "tombstoned", "failed")
 STATE_COLLECTION = "reconcile_state"
+
+# clerk-backend-api 7.0.0 reads every field of a request model when building the query string,
+# deprecated ones included (GetUserListRequest.last_active_at_since): a DeprecationWarning on every
+# users list that is the SDK's business, not the operator's
+warnings.filterwarnings(
+    "ignore", category=DeprecationWarning, module=r"clerk_backend_api\.utils\.queryparams"
+)
 MARKER = "last_reconciled_run"
 MAX_PAGE_SIZE = 500
 
