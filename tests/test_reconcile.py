@@ -605,6 +605,25 @@ async def test_a_wrong_key_or_an_unreadable_answer_stops_without_tombstoning(
     assert kept["deleted"] is False
 
 
+async def test_a_list_endpoint_answering_404_tombstones_nothing(db: Db, clerk: FakeClerk) -> None:
+    """A wrong CLERK_API_URL (every path 404) is an error, not an empty and complete listing."""
+    stored = user("user_kept", 1, "kept")
+    await upsert_if_newer(
+        db["users"], "user_kept", project_user(stored), timestamp_from_clerk(stored["updated_at"])
+    )
+    client = ClerkClient(clerk.url + "/not-the-api", SECRET, sleep=Sleeps())
+    try:
+        report = await reconcile(db, client, Options(resources=("users",)), now=lambda: FIXED_NOW)
+    finally:
+        await client.aclose()
+    users = report.resources[0]
+    assert users.error == "GET /v1/users: HTTP 404"
+    assert users.counts["tombstoned"] == 0
+    kept = await db["users"].find_one({"clerk_id": "user_kept"})
+    assert kept is not None
+    assert kept["deleted"] is False
+
+
 async def test_an_unreachable_backend_api_is_retried_then_reported() -> None:
     """Connection errors back off like 5xx and give up after the attempt budget, with a reason."""
     sleeps = Sleeps()

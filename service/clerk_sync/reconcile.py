@@ -23,7 +23,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from clerk_backend_api import Clerk
-from clerk_backend_api.models import ClerkBaseError, NoResponseError
+from clerk_backend_api.models import (
+    ClerkBaseError,
+    NoResponseError,
+    OrganizationMemberships,
+    Organizations,
+)
 from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 from pymongo.errors import PyMongoError
 
@@ -172,39 +177,44 @@ class ClerkClient:
                     continue
                 raise ReconcileError(f"{what}: HTTP {status}") from error
 
+    async def _listing[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """A list call: a 404 means a wrong `CLERK_API_URL`, never an empty list (an empty
+        listing taken as complete would tombstone everything)."""
+        listed = await self.call(what, operation)
+        if listed is None:
+            raise ReconcileError(f"{what}: HTTP 404")
+        return listed
+
     async def page(self, resource: str, *, offset: int, limit: int) -> Page:
         """One page of a resource's list, oldest first: the objects and `total_count` when the
         endpoint gives one (the users list does not)."""
-        order = "+created_at"
+        order = "+created_at"  # new objects append at the end, so offsets stay valid
+        listed: Organizations | OrganizationMemberships
         if resource == "users":
-            users = await self.call(
+            users = await self._listing(
                 "GET /v1/users",
                 lambda: self._sdk.users.list_async(
                     request={"limit": limit, "offset": offset, "order_by": order}
                 ),
             )
-            return [_json(user) for user in users or []], None
+            return [_json(user) for user in users], None
         if resource == "organizations":
-            organizations = await self.call(
+            listed = await self._listing(
                 "GET /v1/organizations",
                 lambda: self._sdk.organizations.list_async(
                     limit=limit, offset=offset, order_by=order
                 ),
             )
-            if organizations is None:
-                raise ReconcileError("GET /v1/organizations: 404")
-            return [_json(o) for o in organizations.data], organizations.total_count
-        if resource == "memberships":
-            memberships = await self.call(
+        elif resource == "memberships":
+            listed = await self._listing(
                 "GET /v1/organization_memberships",
                 lambda: self._sdk.users.get_instance_organization_memberships_async(
                     limit=limit, offset=offset, order_by=order
                 ),
             )
-            if memberships is None:
-                raise ReconcileError("GET /v1/organization_memberships: 404")
-            return [_json(m) for m in memberships.data], memberships.total_count
-        raise ValueError(f"unknown resource {resource!r}")
+        else:
+            raise ValueError(f"unknown resource {resource!r}")
+        return [_json(item) for item in listed.data], listed.total_count
 
     async def user(self, user_id: str) -> dict[str, Any] | None:
         found = await self.call(
