@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import macro, micro, report
 from bench.memstore import MemoryProcess
-from clerk_sync.embedded import EmbeddedProcess
+from clerk_sync.storage.embedded import EmbeddedProcess
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

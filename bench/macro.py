@@ -26,7 +26,7 @@ from bench.deliveries import make_plan, write_plan
 from bench.memstore import MemoryProcess
 from bench.monitor import ENV as COUNTS_ENV
 from bench.monitor import read_counts
-from clerk_sync.embedded import EmbeddedProcess
+from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import sample, signed_headers
 
 COLLECTIONS = ("webhook_events", "users")

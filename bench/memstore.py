@@ -3,7 +3,7 @@
 The SQLite-backed embedded store that `clerk-sync serve` starts is much slower than a MongoDB
 server for some command shapes (see docs/performance.md); the in-memory engine shows how the
 comparison moves when the store answers faster. Prints the same ready line as
-`python -m clerk_sync.embedded` and stops on SIGTERM or when its parent exits.
+`python -m clerk_sync.storage.embedded` and stops on SIGTERM or when its parent exits.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 
-from clerk_sync.embedded import EmbeddedProcess, EmbeddedThread
+from clerk_sync.storage.embedded import EmbeddedProcess, EmbeddedThread
 
 READY = "clerk-sync-embedded-store"
 

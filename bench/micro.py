@@ -24,12 +24,12 @@ from clerk_sync_users import plugin as users_plugin
 
 from bench.deliveries import Delivery, make_plan
 from clerk_sync.events import Event, parse_envelope
-from clerk_sync.logs import make_logger
+from clerk_sync.observability.logs import make_logger
 from clerk_sync.plugins import Context
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import Settings
 from clerk_sync.testing import TEST_SECRET, signed_headers
-from clerk_sync.verify import parse_headers, verify
+from clerk_sync.webhooks.verify import parse_headers, verify
 
 
 @dataclass(frozen=True, slots=True)

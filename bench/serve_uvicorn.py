@@ -15,8 +15,8 @@ import os
 
 import uvicorn
 
-from clerk_sync.embedded import EmbeddedProcess
 from clerk_sync.settings import load_settings
+from clerk_sync.storage.embedded import EmbeddedProcess
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,12 +20,12 @@ from pathlib import Path
 import httpx
 import psutil
 
-from clerk_sync.embedded import EmbeddedProcess
+from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import TEST_SECRET
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-STORE_MARK = "clerk_sync.embedded"
+STORE_MARK = "clerk_sync.storage.embedded"
 _SCRUBBED = ("MONGODB_URL", "MONGODB_DB", "LOG_LEVEL", "LOG_FORMAT", "PROMETHEUS_MULTIPROC_DIR")
 
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from clerk_sync.auth import JwksKeys, StaticKey, TokenVerifier, fetch_json, token_from
+from clerk_sync.auth.tokens import JwksKeys, StaticKey, TokenVerifier, fetch_json, token_from
 from clerk_sync.errors import AuthError, ConfigError
 from tests.conftest import Runner
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clerk_sync.pytest_plugin import choose_backend, describe, docker_available
+from clerk_sync.testing.pytest_plugin import choose_backend, describe, docker_available
 
 
 def _never() -> bool:

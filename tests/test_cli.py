@@ -18,7 +18,7 @@ from pymongo import MongoClient
 
 from clerk_sync import Plugin, Settings
 from clerk_sync.cli import main
-from clerk_sync.cli_support import parse_since
+from clerk_sync.cli.support import parse_since
 from clerk_sync.testing import TEST_SECRET, envelope, sample
 from tests.conftest import Runner
 from tests.processes import ServerProcess

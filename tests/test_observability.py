@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clerk_sync import Context, Event, Plugin
-from clerk_sync.embedded import EmbeddedThread
+from clerk_sync.storage.embedded import EmbeddedThread
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
 from tests.processes import free_port

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from pymongo import MongoClient
 
-from clerk_sync.openapi import openapi_document
+from clerk_sync.auth.openapi import openapi_document
 from clerk_sync.testing import TEST_SECRET
 from tests.conftest import Runner
 from tests.processes import ServerProcess

@@ -19,6 +19,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 
 import clerk_sync.reconcile as reconcile_module
+from clerk_sync.cli.reconcile import reconcile as reconcile_command
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import tombstone, upsert_if_newer
 from clerk_sync.reconcile import (
@@ -33,7 +34,6 @@ from clerk_sync.reconcile import (
     retry_after_seconds,
     write_metrics,
 )
-from clerk_sync.reconcile_cli import reconcile as reconcile_command
 from clerk_sync.testing import envelope, sample
 from tests.conftest import Runner
 from tests.processes import free_port

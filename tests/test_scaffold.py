@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from pymongo import MongoClient
 
 from clerk_sync.cli import main
+from clerk_sync.cli.scaffold import Names
 from clerk_sync.plugins import discover
-from clerk_sync.scaffold import Names
 from clerk_sync.testing import TEST_SECRET, sample
 from tests.processes import ServerProcess
 

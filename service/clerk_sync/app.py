@@ -8,10 +8,10 @@ import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
-from clerk_sync.endpoint import WebhookEndpoint
 from clerk_sync.plugins import Plugin
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import Settings, load_settings
+from clerk_sync.webhooks.endpoint import WebhookEndpoint
 
 EXTENSION = "clerk_sync"
 
@@ -59,7 +59,7 @@ def create_app(
             "webhooks_refused", reason="CLERK_WEBHOOK_SIGNING_SECRET is not set; answering 503"
         )
     if settings.read_api_enabled:
-        from clerk_sync.api import register_read_api
+        from clerk_sync.auth.read_api import register_read_api
 
         register_read_api(app, runtime)
     else:
@@ -71,7 +71,7 @@ def create_app(
 
 
 def _register_openapi(app: Quart, *, read_api: bool) -> None:
-    from clerk_sync.openapi import openapi_document
+    from clerk_sync.auth.openapi import openapi_document
 
     document = openapi_document(read_api)
 

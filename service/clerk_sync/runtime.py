@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
 
 from clerk_sync.errors import ConfigError
-from clerk_sync.logs import make_logger
-from clerk_sync.metrics import Metrics
-from clerk_sync.pipeline import Receiver
+from clerk_sync.observability.logs import make_logger
+from clerk_sync.observability.metrics import Metrics
 from clerk_sync.plugins import PluginRecord, Router, direct, discover, load_plugins, require
-from clerk_sync.store import Store
+from clerk_sync.storage.store import Store
+from clerk_sync.webhooks.pipeline import Receiver
 
 if TYPE_CHECKING:
     from odmantic import Model

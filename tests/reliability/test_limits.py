@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from clerk_sync.server import server_config
+from clerk_sync.cli.server import server_config
 from tests.processes import ServerProcess
 from tests.reliability.conftest import server_env
 

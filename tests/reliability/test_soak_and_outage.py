@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from clerk_sync.embedded import EmbeddedProcess
+from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import new_svix_id
 from tests.processes import ServerProcess, free_port
 from tests.reliability.conftest import Pair, server_env

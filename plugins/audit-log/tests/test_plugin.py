@@ -12,7 +12,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from odmantic import AIOEngine
 
 from clerk_sync import Context, Event, Settings
-from clerk_sync.logs import make_logger
+from clerk_sync.observability.logs import make_logger
 from clerk_sync.plugins import direct, load_plugins
 from clerk_sync.testing import envelope, sample, sample_types
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from clerk_sync.errors import PayloadTooLarge
-from clerk_sync.pipeline import Answer
+from clerk_sync.webhooks.pipeline import Answer
 
 if TYPE_CHECKING:
-    from clerk_sync.pipeline import Receiver
+    from clerk_sync.webhooks.pipeline import Receiver
 
 type Scope = MutableMapping[str, Any]
 type Message = MutableMapping[str, Any]

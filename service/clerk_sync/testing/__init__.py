@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clerk_sync.verify import decode_secret
+from clerk_sync.webhooks.verify import decode_secret
 
 #: A syntactically valid secret for tests (never use it in production).
 TEST_SECRET = "whsec_" + base64.b64encode(b"clerk-sync-test-secret-32-bytes!").decode()

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from clerk_sync.cli_support import FAILED, OK, echo_json, fail, settings_or_exit
+from clerk_sync.cli.support import FAILED, OK, echo_json, fail, settings_or_exit
 
 if TYPE_CHECKING:
     import httpx
@@ -42,7 +42,7 @@ def webhook_url(url: str) -> str:
 
 def signing_secret(given: str | None) -> str:
     """The --secret, else the first CLERK_WEBHOOK_SIGNING_SECRET (the newest during rotation)."""
-    from clerk_sync.verify import decode_secret
+    from clerk_sync.webhooks.verify import decode_secret
 
     if given is None:
         secrets = settings_or_exit().clerk_webhook_signing_secret

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from pymongo.errors import PyMongoError
 
-from clerk_sync.cli_support import (
+from clerk_sync.cli.support import (
     FAILED,
     OK,
     Since,
@@ -29,9 +29,9 @@ from clerk_sync.errors import ClerkSyncError, StoreUnavailable
 if TYPE_CHECKING:
     from pymongo import MongoClient
 
-    from clerk_sync.pipeline import Answer
     from clerk_sync.runtime import Runtime
     from clerk_sync.settings import Settings
+    from clerk_sync.webhooks.pipeline import Answer
 
 STATUSES = ("processing", "processed", "failed", "ignored", "rejected")
 REPLAYABLE = ("failed", "processing")

@@ -17,16 +17,16 @@ from pymongo.errors import OperationFailure
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
-from clerk_sync.store import TERMINAL, unavailable
-from clerk_sync.verify import HeaderLookup, decode_secret, parse_headers, verify
+from clerk_sync.storage.store import TERMINAL, unavailable
+from clerk_sync.webhooks.verify import HeaderLookup, decode_secret, parse_headers, verify
 
 if TYPE_CHECKING:
     from odmantic import AIOEngine
     from structlog.typing import FilteringBoundLogger
 
-    from clerk_sync.metrics import Metrics
+    from clerk_sync.observability.metrics import Metrics
     from clerk_sync.settings import Settings
-    from clerk_sync.store import DeliveryLog
+    from clerk_sync.storage.store import DeliveryLog
 
 type Clock = Callable[[], float]
 _MAX_ERROR = 500

@@ -1,7 +1,8 @@
 """Clerk session tokens: where a request carries one, which key verifies it, what it must claim.
 
-Plain async code with injectable clocks, so tests call it directly; only `clerk_sync.api` touches
-Quart. Every failure is an `AuthError` with a reason code, answered 401: never a 500.
+Plain async code with injectable clocks, so tests call it directly; only
+`clerk_sync.auth.read_api` touches Quart. Every failure is an `AuthError` with a reason code,
+answered 401: never a 500.
 """
 
 from __future__ import annotations

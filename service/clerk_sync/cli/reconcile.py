@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-from clerk_sync.cli_support import (
+from clerk_sync.cli.support import (
     FAILED,
     OK,
     Since,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from clerk_sync import __version__
-from clerk_sync.api import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT
+from clerk_sync.auth.read_api import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT
 
 #: Every reason a session token is refused with (401).
 AUTH_REASONS = (

@@ -80,7 +80,7 @@ def start_server(kind: BackendKind, environ: Mapping[str, str]) -> MongoServer:
         container = MongoDbContainer(environ.get("TEST_MONGODB_IMAGE", DEFAULT_IMAGE))
         container.start()
         return MongoServer(kind, container.get_connection_url(), container.stop)
-    from clerk_sync.embedded import EmbeddedThread
+    from clerk_sync.storage.embedded import EmbeddedThread
 
     thread = EmbeddedThread()
     return MongoServer(kind, thread.start(), thread.stop)

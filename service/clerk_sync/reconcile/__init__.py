@@ -33,7 +33,7 @@ from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 from pymongo.errors import PyMongoError
 
 from clerk_sync.events import timestamp_from_clerk
-from clerk_sync.projection import tombstone, upsert_if_newer
+from clerk_sync.storage.projection import tombstone, upsert_if_newer
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection, AsyncIOMotorDatabase

@@ -10,10 +10,10 @@ from contextlib import ExitStack
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
-from clerk_sync.embedded import EmbeddedProcess
-from clerk_sync.logs import make_logger
+from clerk_sync.observability.logs import make_logger
 from clerk_sync.plugins import discover, load_plugins, require
 from clerk_sync.settings import Settings
+from clerk_sync.storage.embedded import EmbeddedProcess
 
 APPLICATION = "clerk_sync.app:create_app()"
 
@@ -39,7 +39,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     log = make_logger(settings.log_level, settings.log_format)
     require(load_plugins(discover(), settings), settings.clerk_sync_required_plugins)
     if settings.read_api_enabled:
-        from clerk_sync.auth import build_verifier
+        from clerk_sync.auth.tokens import build_verifier
 
         build_verifier(settings)  # a bad CLERK_JWT_KEY fails here once, not in every worker
     with ExitStack() as stack:

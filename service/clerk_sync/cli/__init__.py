@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from clerk_sync.check_cli import check
-from clerk_sync.cli_support import FAILED, fail, settings_or_exit
+from clerk_sync.cli.check import check
+from clerk_sync.cli.events import events
+from clerk_sync.cli.reconcile import reconcile
+from clerk_sync.cli.send_test import send_test
+from clerk_sync.cli.support import FAILED, fail, settings_or_exit
 from clerk_sync.errors import ClerkSyncError
-from clerk_sync.events_cli import events
-from clerk_sync.reconcile_cli import reconcile
-from clerk_sync.send_test_cli import send_test
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +32,7 @@ def main() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the webhook receiver, probes, metrics and read API."""
-    from clerk_sync.server import run
+    from clerk_sync.cli.server import run
 
     settings = settings_or_exit()
     try:
@@ -70,7 +70,7 @@ def plugin() -> None:
 
 
 def _plugin_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from clerk_sync.scaffold import NAME
+    from clerk_sync.cli.scaffold import NAME
 
     if not NAME.match(value):
         raise click.BadParameter(
@@ -98,7 +98,7 @@ def plugin_new(name: str, directory: Path) -> None:
 
     Exit status: 0 created, 1 DIR/NAME exists and is not empty, 2 bad NAME.
     """
-    from clerk_sync.scaffold import Names, create, files
+    from clerk_sync.cli.scaffold import Names, create, files
 
     try:
         target = create(name, directory)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from clerk_sync.cli_support import FAILED, OK, echo_json, one_line
+from clerk_sync.cli.support import FAILED, OK, echo_json, one_line
 from clerk_sync.errors import ClerkSyncError, PluginError
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ class Report:
 
 def check_secrets(settings: Settings, report: Report) -> None:
     """A signing secret must be set, and each one must decode to an HMAC key."""
-    from clerk_sync.verify import decode_secret
+    from clerk_sync.webhooks.verify import decode_secret
 
     secrets = settings.clerk_webhook_signing_secret
     if not secrets:

@@ -16,7 +16,13 @@ from pymongo.errors import PyMongoError
 from quart import Blueprint, Quart, Response, request
 
 from clerk_sync.app import json_response
-from clerk_sync.auth import SESSION_COOKIE, Session, TokenVerifier, build_verifier, token_from
+from clerk_sync.auth.tokens import (
+    SESSION_COOKIE,
+    Session,
+    TokenVerifier,
+    build_verifier,
+    token_from,
+)
 from clerk_sync.errors import ApiError, AuthError
 
 if TYPE_CHECKING:

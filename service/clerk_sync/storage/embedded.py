@@ -1,8 +1,8 @@
 """The embedded development store: mongoeco's MongoDB wire server, in memory or over SQLite.
 
-`clerk-sync serve` runs it as a child process (`python -m clerk_sync.embedded`) when MONGODB_URL is
-unset, so every worker process talks to one store over a real MongoDB connection. Tests run it in
-a thread with the in-memory engine.
+`clerk-sync serve` runs it as a child process (`python -m clerk_sync.storage.embedded`) when
+MONGODB_URL is unset, so every worker process talks to one store over a real MongoDB connection.
+Tests run it in a thread with the in-memory engine.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class EmbeddedProcess:
 
     def start(self, timeout: float = 30.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "clerk_sync.embedded", "--file", str(self.path)]
+        command = [sys.executable, "-m", "clerk_sync.storage.embedded", "--file", str(self.path)]
         command += ["--host", self.host, "--port", str(self.port)]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=subprocess.PIPE, text=True, start_new_session=True
