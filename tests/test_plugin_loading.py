@@ -181,3 +181,21 @@ def test_plugin_settings_are_read_from_prefixed_environment(
     assert records[0].status == "loaded"
     assert records[0].settings is not None
     assert records[0].settings.model_dump() == {"collection": "trail", "limit": 7}
+
+
+def test_reconciler_declarations_are_checked_where_they_are_made() -> None:
+    """An unknown resource, a second reconciler for one resource and an `async def` projection
+    are refused with a PluginError naming the plugin."""
+    plugin = Plugin("crm")
+    with pytest.raises(PluginError, match=r"plugin 'crm': reconciler for 'sessions'"):
+        plugin.reconciler("sessions", collection="s", cleared={})
+    plugin.reconciler("users", collection="crm_contacts", cleared={})(lambda user: {})
+    with pytest.raises(PluginError, match=r"plugin 'crm': two reconcilers for 'users'"):
+        plugin.reconciler("users", collection="other", cleared={})
+
+    async def project(user: dict[str, object]) -> dict[str, object]:
+        return {}
+
+    with pytest.raises(PluginError, match="must be a plain function"):
+        plugin.reconciler("organizations", collection="o", cleared={})(project)  # type: ignore[arg-type]
+    assert [r.resource for r in plugin.reconcilers] == ["users"]

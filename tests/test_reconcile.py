@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 
 import clerk_sync.reconcile as reconcile_module
+import clerk_sync.reconcile.apply as reconcile_apply
 from clerk_sync.cli.reconcile import reconcile as reconcile_command
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import tombstone, upsert_if_newer
@@ -37,6 +39,7 @@ from clerk_sync.reconcile import (
 from clerk_sync.testing import envelope, sample
 from tests.conftest import Runner
 from tests.processes import free_port
+from tests.test_plugin_loading import install_fake_distribution
 
 SECRET = "sk_test_reconcile"
 FIXED_NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -404,7 +407,7 @@ async def test_webhook_racing_the_reconcile_keeps_the_newer_version(
             return await real_upsert(collection, clerk_id, *args)
 
         await seed(r.db, clerk)
-        monkeypatch.setattr(reconcile_module, "upsert_if_newer", racing_upsert)
+        monkeypatch.setattr(reconcile_apply, "upsert_if_newer", racing_upsert)
         report = await run(r.db, clerk, resources=("users",))
         doc = await r.db.users.find_one({"clerk_id": "user_older"})
 
@@ -746,3 +749,75 @@ def test_cli_without_secret_key_is_a_usage_error(mongodb_url: str) -> None:
     )
     assert result.exit_code == 2
     assert "CLERK_SECRET_KEY" in result.output
+
+
+CRM_PLUGIN = """
+    from clerk_sync import Plugin
+
+    plugin = Plugin("crm")
+
+    @plugin.reconciler("users", collection="crm_contacts", cleared={"name": None})
+    def contact(user):
+        return {"name": f"{user['first_name']} {user['last_name']}"}
+"""
+
+
+def test_cli_reconcile_calls_a_third_party_reconciler_for_users(
+    clerk: FakeClerk,
+    mongodb_url: str,
+    mongodb_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An installed plugin declaring `@plugin.reconciler("users")` gets every listed user, next
+    to the built-in users plugin, and its documents are tombstoned when Clerk drops a user."""
+    install_fake_distribution(tmp_path, "crm", CRM_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    clerk.objects["users"] = [user(f"user_{i}", 5, f"n{i}", created=i) for i in range(3)]
+    env = {
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DB": mongodb_db,
+        "CLERK_SECRET_KEY": SECRET,
+        "CLERK_API_URL": clerk.url,
+        "LOG_FORMAT": "json",
+    }
+    first = CliRunner().invoke(reconcile_command, ["--users", "--json"], env=env)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.output)["resources"][0]["counts"]["created"] == 6  # 3 users, 2 plugins
+    clerk.objects["users"] = clerk.objects["users"][1:]  # user_0 deleted in Clerk
+    second = CliRunner().invoke(reconcile_command, ["--users", "--json"], env=env)
+    assert second.exit_code == 0, second.output
+
+    async def contacts() -> dict[str, dict[str, Any]]:
+        client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(mongodb_url, tz_aware=True)
+        try:
+            found = client[mongodb_db].crm_contacts.find({}, {"_id": 0})
+            return {doc["clerk_id"]: doc async for doc in found}
+        finally:
+            client.close()
+
+    stored = asyncio.run(contacts())
+    assert {k: (d["name"], d["deleted"]) for k, d in stored.items()} == {
+        "user_0": (None, True),
+        "user_1": ("n1 Doe", False),
+        "user_2": ("n2 Doe", False),
+    }
+
+
+def test_a_resource_no_loaded_plugin_reconciles_is_reported_not_skipped(
+    clerk: FakeClerk, mongodb_url: str, mongodb_db: str
+) -> None:
+    """With the users plugin disabled, `reconcile --users` exits 1 and says why."""
+    env = {
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DB": mongodb_db,
+        "CLERK_SECRET_KEY": SECRET,
+        "CLERK_API_URL": clerk.url,
+        "CLERK_SYNC_DISABLED_PLUGINS": "users",
+    }
+    result = CliRunner().invoke(reconcile_command, ["--users", "--json"], env=env)
+    assert result.exit_code == 1, result.output
+    body = json.loads(result.output)
+    assert body["resources"][0]["error"] == "no loaded plugin reconciles users"
+    assert clerk.requests == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from clerk_sync.cli.support import (
     one_line,
     settings_or_exit,
 )
+
+if TYPE_CHECKING:
+    from clerk_sync.reconcile import Options, Report
 
 
 @click.command()
@@ -72,54 +76,59 @@ def reconcile(
     Without a resource flag all three are reconciled. Objects gone from Clerk are tombstoned
     after a complete listing only. Exits 1 when a listing stayed incomplete or objects failed.
     """
-    from clerk_sync.reconcile import RESOURCES, Options, iter_lines, run_reconcile, write_metrics
+    from clerk_sync.reconcile import RESOURCES, Options, iter_lines
 
-    settings = settings_or_exit()
-    url = mongodb_url_or_exit(settings)
-    if settings.clerk_secret_key is None:
-        fail("CLERK_SECRET_KEY is not set: reconcile reads Clerk's Backend API with it")
-    chosen = (
-        tuple(
-            name
-            for name, wanted in zip(RESOURCES, (users, organizations, memberships), strict=True)
-            if wanted
-        )
-        or RESOURCES
-    )
+    flags = (users, organizations, memberships)
+    chosen = tuple(name for name, wanted in zip(RESOURCES, flags, strict=True) if wanted)
     interactive = sys.stderr.isatty() and not as_json
-
-    def progress(message: str) -> None:
-        click.echo(message, err=True)
-
     options = Options(
-        resources=chosen,
+        resources=chosen or RESOURCES,
         since=since,
         dry_run=dry_run,
         page_size=page_size,
         restart=restart,
         max_tombstone_fraction=max_tombstone_fraction,
-        progress=progress if interactive else None,
+        progress=_progress if interactive else None,
     )
-    try:
-        report = asyncio.run(
-            run_reconcile(
-                url,
-                settings.mongodb_db,
-                settings.clerk_api_url,
-                settings.clerk_secret_key.get_secret_value(),
-                options,
-            )
-        )
-    except Exception as error:  # MongoDB unreachable and the like: one line, exit 1
-        fail(f"reconcile failed: {one_line(error)}", FAILED)
+    report = _run(options)
     if as_json:
         echo_json(report.as_dict())
     else:
         for line in iter_lines(report):
             click.echo(line)
     if not dry_run and (metrics_file or pushgateway):
-        try:
-            write_metrics(report, metrics_file=metrics_file, pushgateway=pushgateway)
-        except Exception as error:
-            fail(f"could not write metrics: {one_line(error)}", FAILED)
+        _write_metrics(report, metrics_file, pushgateway)
     sys.exit(OK if report.ok else FAILED)
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _run(options: Options) -> Report:
+    """Reconcile with the configured MongoDB, Backend API and loaded plugins; exit on failure."""
+    from clerk_sync.reconcile import loaded_plugins, run_reconcile
+
+    settings = settings_or_exit()
+    url = mongodb_url_or_exit(settings)
+    if settings.clerk_secret_key is None:
+        fail("CLERK_SECRET_KEY is not set: reconcile reads Clerk's Backend API with it")
+    secret = settings.clerk_secret_key.get_secret_value()
+    plugins = loaded_plugins(settings)
+    try:
+        return asyncio.run(
+            run_reconcile(
+                url, settings.mongodb_db, settings.clerk_api_url, secret, options, plugins=plugins
+            )
+        )
+    except Exception as error:  # MongoDB unreachable and the like: one line, exit 1
+        fail(f"reconcile failed: {one_line(error)}", FAILED)
+
+
+def _write_metrics(report: Report, metrics_file: str | None, pushgateway: str | None) -> None:
+    from clerk_sync.reconcile import write_metrics
+
+    try:
+        write_metrics(report, metrics_file=metrics_file, pushgateway=pushgateway)
+    except Exception as error:
+        fail(f"could not write metrics: {one_line(error)}", FAILED)

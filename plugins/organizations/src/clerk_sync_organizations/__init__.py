@@ -29,6 +29,18 @@ plugin = Plugin("organizations", models=[Organization, Membership, Invitation])
 
 type Collection = AsyncIOMotorCollection[dict[str, Any]]
 
+# `clerk-sync reconcile` applies Backend API objects with the same projections as webhooks; a
+# membership of a tombstoned organization or user is tombstoned too, as the handlers below do
+plugin.reconciler("organizations", collection="organizations", cleared=ORGANIZATION_CLEARED)(
+    project_organization
+)
+plugin.reconciler(
+    "memberships",
+    collection="organization_memberships",
+    cleared=MEMBERSHIP_CLEARED,
+    parents={"organization_id": "organizations", "user_id": USERS},
+)(project_membership)
+
 
 def _required_id(event: Event) -> str:
     clerk_id = event.data.get("id")

@@ -100,6 +100,10 @@ def project_user(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+#: `clerk-sync reconcile` applies Backend API users with the same projection as webhooks.
+plugin.reconciler("users", collection="users", cleared=SCRUBBED)(project_user)
+
+
 @plugin.on("user.created", "user.updated")
 async def upsert_user(event: Event, ctx: Context[None]) -> None:
     """Insert or update the user unless a newer version or a tombstone is stored."""
