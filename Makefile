@@ -27,6 +27,7 @@ lint: install
 	$(BIN)/ruff check service plugins tests ops $(wildcard bench)
 	$(BIN)/ruff format --check service plugins tests ops $(wildcard bench)
 	$(BIN)/mypy service plugins/*/src ops/dashboard.py
+	$(BIN)/lint-imports
 
 test: install tools lint
 	$(BIN)/pytest

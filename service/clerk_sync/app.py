@@ -4,24 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import orjson
 from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
+from clerk_sync.auth.http import json_response
 from clerk_sync.plugins import Plugin
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import Settings, load_settings
 from clerk_sync.webhooks.endpoint import WebhookEndpoint
 
 EXTENSION = "clerk_sync"
-
-
-def json_response(
-    body: object, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
-    return Response(
-        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
 
 
 def runtime_of(app: Quart) -> Runtime:

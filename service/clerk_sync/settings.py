@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clerk_sync.errors import ConfigError
-from clerk_sync.webhooks.verify import decode_secret
+from clerk_sync.whsec import decode_secret
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]

@@ -6,9 +6,9 @@ answers against it (openapi-spec-validator for the document, schemathesis for th
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
-from clerk_sync import __version__
 from clerk_sync.auth.read_api import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT
 
 #: Every reason a session token is refused with (401).
@@ -399,7 +399,7 @@ def openapi_document(read_api: bool) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "clerk-sync",
-            "version": __version__,
+            "version": version("clerk-sync"),
             "description": "Clerk webhooks in, MongoDB projections out, and a small read API "
             "protected by Clerk session tokens.",
         },

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pymongo.errors import PyMongoError
 from quart import Blueprint, Quart, Response, request
 
-from clerk_sync.app import json_response
+from clerk_sync.auth.http import json_response
 from clerk_sync.auth.tokens import (
     SESSION_COOKIE,
     Session,
@@ -28,7 +28,7 @@ from clerk_sync.errors import ApiError, AuthError
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorDatabase
 
-    from clerk_sync.runtime import Runtime
+    from clerk_sync.auth.http import Running
 
     type Database = AsyncIOMotorDatabase[dict[str, Any]]
 
@@ -206,7 +206,7 @@ def _private(body: object) -> Response:
     return json_response(body, headers={"Cache-Control": "no-store"})
 
 
-def register_read_api(app: Quart, runtime: Runtime) -> None:
+def register_read_api(app: Quart, runtime: Running) -> None:
     """Mount `/api/v1/*`; bad key settings stop start-up with a `ConfigError`."""
     verifier: TokenVerifier = build_verifier(runtime.settings, runtime.log)
     app.extensions[EXTENSION] = verifier

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from clerk_sync.errors import BadRequest, InvalidSignature
+from clerk_sync.whsec import decode_secret
+
+__all__ = ["HeaderLookup", "SvixHeaders", "decode_secret", "parse_headers", "verify"]
 
 TOLERANCE_SECONDS = 5 * 60
 _MAX_ID = 256
@@ -34,15 +37,6 @@ class SvixHeaders:
     id: str
     timestamp: int
     signatures: tuple[bytes, ...]
-
-
-def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a `whsec_…` secret."""
-    encoded = secret.removeprefix("whsec_")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise ValueError("signing secret is not valid base64 after 'whsec_'") from error
 
 
 def _header(headers: HeaderLookup, name: str) -> str | None:
