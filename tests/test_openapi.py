@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +19,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from pymongo import MongoClient
 
-from clerk_sync.auth.openapi import openapi_document
+import clerk_sync
+from clerk_sync.openapi import openapi_document
 from clerk_sync.testing import TEST_SECRET
 from tests.conftest import Runner
 from tests.processes import ServerProcess
@@ -144,3 +151,35 @@ def test_live_answers_conform_to_the_document(server: ServerProcess) -> None:
     conforms()
     errors = [e for e in server.events() if e.get("level") in ("error", "critical")]
     assert errors == []
+
+
+@pytest.mark.parametrize(
+    ("module", "model", "component"),
+    [
+        ("webhooks/answers.py", "class DeliveryAccepted(_Body):", "DeliveryAccepted"),
+        ("auth/models.py", "class MemberPage(_Answer):", "MemberPage"),
+        ("observability/probes.py", "class Ready(_Answer):", "Ready"),
+    ],
+)
+def test_a_field_added_to_a_response_model_is_documented(
+    tmp_path: Path, module: str, model: str, component: str
+) -> None:
+    """Adding one line to a response model, in a copy of the core, is all the document needs."""
+    copy = tmp_path / "clerk_sync"
+    shutil.copytree(Path(clerk_sync.__file__).parent, copy)
+    source = copy / module
+    text = source.read_text()
+    assert model in text
+    source.write_text(text.replace(model, f"{model}\n    added_field: int | None = None\n", 1))
+    script = (
+        "import json, clerk_sync.openapi as o; "
+        f"print(json.dumps(o.openapi_document(True)['components']['schemas'][{component!r}]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    schema = json.loads(done.stdout)
+    assert schema["properties"]["added_field"]["anyOf"] == [{"type": "integer"}, {"type": "null"}]
+    original = openapi_document(True)["components"]["schemas"][component]
+    assert "added_field" not in original["properties"]

@@ -8,6 +8,7 @@ from quart import Quart, Response
 from werkzeug.exceptions import HTTPException
 
 from clerk_sync.auth.http import json_response
+from clerk_sync.observability import probes
 from clerk_sync.plugins import Plugin
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import Settings, load_settings
@@ -63,7 +64,7 @@ def create_app(
 
 
 def _register_openapi(app: Quart, *, read_api: bool) -> None:
-    from clerk_sync.auth.openapi import openapi_document
+    from clerk_sync.openapi import openapi_document
 
     document = openapi_document(read_api)
 
@@ -80,7 +81,7 @@ def _register_routes(app: Quart, runtime: Runtime) -> None:
 
     @app.get("/livez")
     async def livez() -> Response:
-        return json_response({"status": "ok"})
+        return json_response(probes.Live(status="ok").model_dump())
 
     @app.get("/readyz")
     async def readyz() -> Response:
@@ -93,8 +94,10 @@ def _register_routes(app: Quart, runtime: Runtime) -> None:
             reasons.append("mongodb: indexes not created yet")
         failed = [r.name for r in runtime.records if r.status == "failed"]
         if reasons:
-            return json_response({"status": "not_ready", "reasons": reasons}, 503)
-        return json_response({"status": "ready", "plugins_failed": failed})
+            return json_response(
+                probes.NotReady(status="not_ready", reasons=reasons).model_dump(), 503
+            )
+        return json_response(probes.Ready(status="ready", plugins_failed=failed).model_dump())
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -103,4 +106,5 @@ def _register_routes(app: Quart, runtime: Runtime) -> None:
 
     @app.get("/plugins")
     async def plugins() -> Response:
-        return json_response({"plugins": runtime.describe_plugins()})
+        listed = probes.Plugins.model_validate({"plugins": runtime.describe_plugins()})
+        return json_response(listed.model_dump())

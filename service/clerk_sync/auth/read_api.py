@@ -12,10 +12,13 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
 from pymongo.errors import PyMongoError
 from quart import Blueprint, Quart, Response, request
 
+from clerk_sync.auth import models
 from clerk_sync.auth.http import json_response
+from clerk_sync.auth.models import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_CURSOR, MAX_LIMIT, shaped
 from clerk_sync.auth.tokens import (
     SESSION_COOKIE,
     Session,
@@ -34,11 +37,6 @@ if TYPE_CHECKING:
 
 PREFIX = "/api/v1"
 EXTENSION = "clerk_sync.read_api"
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
-MAX_CURSOR = 512
-#: base64url without padding: never one character more than a multiple of four.
-CURSOR_PATTERN = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$"
 _LIMIT = re.compile(r"[0-9]{1,3}")
 _CURSOR = re.compile(CURSOR_PATTERN)
 
@@ -199,11 +197,13 @@ def refuse(error: ApiError) -> Response:
     if isinstance(error, AuthError):
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     body = {"error": str(error), "reason": error.reason}
-    return json_response(body, error.status, headers)
+    model = models.ERRORS.get(error.reason)
+    return json_response(body if model is None else shaped(model, body), error.status, headers)
 
 
-def _private(body: object) -> Response:
-    return json_response(body, headers={"Cache-Control": "no-store"})
+def _private(model: type[BaseModel], body: object) -> Response:
+    """A 200 answer in the shape of its documented model, never cached."""
+    return json_response(shaped(model, body), headers={"Cache-Control": "no-store"})
 
 
 def register_read_api(app: Quart, runtime: Running) -> None:
@@ -237,12 +237,13 @@ def register_read_api(app: Quart, runtime: Running) -> None:
     @api.get("/me")
     async def me() -> Response:
         session = await caller()
-        return _private(await find_user(database(), session.user_id))
+        return _private(models.User, await find_user(database(), session.user_id))
 
     @api.get("/me/organizations")
     async def me_organizations() -> Response:
         session = await caller()
-        return _private({"data": await my_organizations(database(), session.user_id)})
+        mine = await my_organizations(database(), session.user_id)
+        return _private(models.MyOrganizations, {"data": mine})
 
     @api.get("/organizations/<org_id>/members")
     async def members(org_id: str) -> Response:
@@ -253,6 +254,6 @@ def register_read_api(app: Quart, runtime: Running) -> None:
         if not await is_member(db, org_id, session.user_id):
             raise ApiError("not_a_member", "you are not a member of this organization", status=403)
         data, next_cursor = await members_page(db, org_id, limit=limit, after=after)
-        return _private({"data": data, "next_cursor": next_cursor})
+        return _private(models.MemberPage, {"data": data, "next_cursor": next_cursor})
 
     app.register_blueprint(api)

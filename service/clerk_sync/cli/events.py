@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from clerk_sync.runtime import Runtime
     from clerk_sync.settings import Settings
-    from clerk_sync.webhooks.pipeline import Answer
+    from clerk_sync.webhooks.answers import Answer
 
 STATUSES = ("processing", "processed", "failed", "ignored", "rejected")
 REPLAYABLE = ("failed", "processing")

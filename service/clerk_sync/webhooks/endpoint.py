@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from clerk_sync.errors import PayloadTooLarge
-from clerk_sync.webhooks.pipeline import Answer
+from clerk_sync.webhooks.answers import Answer, Error
 
 if TYPE_CHECKING:
     from clerk_sync.webhooks.pipeline import Receiver
@@ -28,7 +28,9 @@ type ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]  # Quart types its own
 
 WEBHOOK_PATH = "/webhooks/clerk"
 _JSON = (b"content-type", b"application/json")
-_NOT_ALLOWED = Answer(405, {"error": "only POST is allowed here"}, "bad_request", {"Allow": "POST"})
+_NOT_ALLOWED = Answer.of(
+    405, Error(error="only POST is allowed here"), "bad_request", {"Allow": "POST"}
+)
 
 
 class WebhookEndpoint:

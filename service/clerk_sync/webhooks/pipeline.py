@@ -17,7 +17,18 @@ from pymongo.errors import OperationFailure
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
-from clerk_sync.storage.store import TERMINAL, unavailable
+from clerk_sync.storage.store import TERMINAL
+from clerk_sync.webhooks.answers import (
+    Answer,
+    DeliveryAccepted,
+    DeliveryBusy,
+    DeliveryFailed,
+    DeliveryRejected,
+    Error,
+    Unavailable,
+    UnknownDelivery,
+)
+from clerk_sync.webhooks.handlers import run_handler
 from clerk_sync.webhooks.verify import HeaderLookup, decode_secret, parse_headers, verify
 
 if TYPE_CHECKING:
@@ -29,21 +40,10 @@ if TYPE_CHECKING:
     from clerk_sync.storage.store import DeliveryLog
 
 type Clock = Callable[[], float]
-_MAX_ERROR = 500
 #: MongoDB error codes meaning "this document cannot be stored", as opposed to a server problem:
 #: BadValue, Overflow, InvalidBSON, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
 #: DottedFieldName, and the nesting-depth limit.
 _UNSTORABLE = frozenset({2, 15, 22, 10334, 52, 56, 57, 17419, 17280})
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """What the HTTP layer sends back: status, a small JSON body, extra headers."""
-
-    status: int
-    body: dict[str, Any]
-    outcome: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -87,25 +87,26 @@ class Receiver:
         try:
             answer = await self._receive(body, headers, delivery)
         except DeliveryError as error:
-            answer = Answer(error.status, {"error": str(error)}, error.outcome)
+            answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
         except StoreUnavailable as error:
             self.metrics.mongodb_up.set(0)
             self.log.warning("store_unavailable", svix_id=delivery.svix_id, error=str(error))
-            answer = Answer(
+            answer = Answer.of(
                 503,
-                {"error": "storage unavailable, retry later", "svix_id": delivery.svix_id},
+                Unavailable(error="storage unavailable, retry later", svix_id=delivery.svix_id),
                 "unavailable",
                 {"Retry-After": "5"},
             )
         except Exception:  # a bug must still answer JSON, and Svix retries a 500
             self.log.exception("webhook_internal_error", svix_id=delivery.svix_id)
-            answer = Answer(500, {"error": "internal error", "svix_id": delivery.svix_id}, "failed")
+            failed = DeliveryFailed(error="internal error", svix_id=delivery.svix_id)
+            answer = Answer.of(500, failed, "failed")
         self._observe(answer, delivery, time.perf_counter() - started)
         return answer
 
     def reject_early(self, error: DeliveryError) -> Answer:
         """Answer and count an error found before the body was read (e.g. 413)."""
-        answer = Answer(error.status, {"error": str(error)}, error.outcome)
+        answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
         self._observe(answer, _Delivery(svix_id=""), 0.0)
         return answer
 
@@ -118,14 +119,16 @@ class Receiver:
         try:
             stored = await self.events.get(svix_id)
             if stored is None:
-                return Answer(404, {"error": "no such delivery", "svix_id": svix_id}, "bad_request")
+                missing = UnknownDelivery(error="no such delivery", svix_id=svix_id)
+                return Answer.of(404, missing, "bad_request")
             payload = stored.get("payload")
             if not isinstance(payload, dict):
                 return self._existing(stored, d, self.clock())
             d.event_type = payload.get("type")
             return await self._accept(payload, d, self.clock(), observe_lag=False)
         except StoreUnavailable:
-            return Answer(503, {"error": "storage unavailable", "svix_id": svix_id}, "unavailable")
+            down = Unavailable(error="storage unavailable", svix_id=svix_id)
+            return Answer.of(503, down, "unavailable")
 
     async def _receive(self, body: bytes, headers: HeaderLookup, d: _Delivery) -> Answer:
         if len(body) > self.settings.clerk_sync_max_body_bytes:
@@ -160,9 +163,8 @@ class Receiver:
         )
         if before is not None:
             return self._existing(before, d, now)
-        return Answer(
-            202, {"status": "rejected", "svix_id": d.svix_id, "reason": reason}, "rejected"
-        )
+        rejected = DeliveryRejected(status="rejected", svix_id=d.svix_id, reason=reason)
+        return Answer.of(202, rejected, "rejected")
 
     async def _accept(
         self, envelope: dict[str, Any], d: _Delivery, now: float, *, observe_lag: bool = True
@@ -181,7 +183,7 @@ class Receiver:
             before = await self._claim(d, "ignored", now, on_insert)
             if before is not None:
                 return self._existing(before, d, now)
-            return Answer(200, {"status": "ignored", "svix_id": d.svix_id}, "ignored")
+            return Answer.of(200, DeliveryAccepted(status="ignored", svix_id=d.svix_id), "ignored")
         token = uuid.uuid4().hex
         before = await self._claim(d, "processing", now, on_insert, token)
         done: set[str] = set()
@@ -222,10 +224,12 @@ class Receiver:
 
     def _existing(self, before: dict[str, Any], d: _Delivery, now: float) -> Answer:
         if before.get("status") in TERMINAL:
-            return Answer(200, {"status": "duplicate", "svix_id": d.svix_id}, "duplicate")
-        return Answer(
+            return Answer.of(
+                200, DeliveryAccepted(status="duplicate", svix_id=d.svix_id), "duplicate"
+            )
+        return Answer.of(
             409,
-            {"error": "delivery is being processed by another request", "svix_id": d.svix_id},
+            DeliveryBusy(error="delivery is being processed by another request", svix_id=d.svix_id),
             "in_progress",
         )
 
@@ -242,23 +246,21 @@ class Receiver:
         assert self.events is not None
         owned = await self.events.finish(d.svix_id, token=token, status=status, outcomes=by_key)
         if not owned:
-            return Answer(
+            return Answer.of(
                 409,
-                {"error": "lease expired; another attempt took over", "svix_id": d.svix_id},
+                DeliveryBusy(error="lease expired; another attempt took over", svix_id=d.svix_id),
                 "in_progress",
             )
         if ok:
-            return Answer(200, {"status": "processed", "svix_id": d.svix_id}, "processed")
+            return Answer.of(
+                200, DeliveryAccepted(status="processed", svix_id=d.svix_id), "processed"
+            )
         if store_down:  # recorded as failed; the retry re-runs only what did not succeed
             raise StoreUnavailable("a handler could not reach MongoDB")
-        return Answer(
-            500,
-            {"status": "failed", "svix_id": d.svix_id, "error": "a handler failed"},
-            "failed",
-        )
+        failed = DeliveryFailed(status="failed", svix_id=d.svix_id, error="a handler failed")
+        return Answer.of(500, failed, "failed")
 
     async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
-        """Run one handler under the timeout; return its outcome and whether MongoDB was down."""
         assert self.engine is not None
         log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
         ctx: Context[Any] = Context(
@@ -268,24 +270,7 @@ class Receiver:
             app_settings=self.settings,
             plugin=sub.plugin,
         )
-        started = time.perf_counter()
-        status, error, store_down = "ok", None, False
-        try:
-            async with asyncio.timeout(self.timeout):
-                await sub.func(event, ctx)
-        except TimeoutError:
-            status, error = "timeout", f"handler timed out after {self.timeout:g} s"
-            log.warning("handler_timed_out", handler=sub.name, error=error)
-        except Exception as exc:  # a plugin may raise anything; it must not affect the others
-            status, error = "failed", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
-            store_down = unavailable(exc)
-            log.warning("handler_failed", handler=sub.name, error=error)
-        elapsed = time.perf_counter() - started
-        label = metric_event_type(event.type)
-        self.metrics.handler_duration.labels(sub.plugin, label).observe(elapsed)
-        if status != "ok":
-            self.metrics.handler_failures.labels(sub.plugin, label).inc()
-        return {"status": status, "at": datetime.now(UTC), "error": error}, store_down
+        return await run_handler(sub, event, ctx, self.timeout, self.metrics)
 
     def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
         label = metric_event_type(d.event_type)
