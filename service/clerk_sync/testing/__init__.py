@@ -2,6 +2,10 @@
 
 >>> from clerk_sync.testing import signed_headers
 >>> headers = signed_headers(b'{"type":"user.created","data":{}}', secret="whsec_...")
+
+Also the bundled signed samples (`samples/`) and, in `pytest_plugin`, the MongoDB fixtures. Beside
+the app in the layers: it may import the delivery path (the secret format, the signature check)
+and storage (the embedded store), never the app or the CLI.
 """
 
 from __future__ import annotations
