@@ -121,6 +121,7 @@ async def test_installed_distribution_is_discovered_through_its_entry_point(
     assert users["distribution"] == "clerk-sync-users"
     assert users["status"] == "loaded"
     assert "user.created" in users["subscriptions"]
+    assert users["reconciles"] == ["users"]
     assert status == 200
     assert user is not None
     assert user["first_name"] == "Ada"

@@ -35,6 +35,7 @@ class Plugin(_Answer):
     version: str | None
     distribution: str | None
     subscriptions: list[str]
+    reconciles: list[str]
     status: Literal["loaded", "failed", "disabled"]
     error: str | None
 

@@ -33,6 +33,8 @@ class PluginRecord:
     distribution: str | None = None
     subscriptions: tuple[str, ...] = ()
     error: str | None = None
+    #: the resources `clerk-sync reconcile` asks this plugin to apply
+    reconciles: tuple[str, ...] = ()
     plugin: Plugin | None = field(default=None, repr=False)
     settings: BaseModel | None = field(default=None, repr=False)
 
@@ -42,6 +44,7 @@ class PluginRecord:
             "version": self.version,
             "distribution": self.distribution,
             "subscriptions": list(self.subscriptions),
+            "reconciles": list(self.reconciles),
             "status": self.status,
             "error": self.error,
         }
@@ -122,6 +125,7 @@ def _load_one(candidate: Candidate, record: PluginRecord) -> None:
         return
     record.status, record.plugin = "loaded", plugin
     record.subscriptions = plugin.subscribed_types
+    record.reconciles = tuple(r.resource for r in plugin.reconcilers)
 
 
 def require(records: Iterable[PluginRecord], required: Iterable[str]) -> None:
