@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import clerk_sync
+import clerk_sync.events
 
 ROOT = Path(__file__).parents[1]
 DOC = ROOT / "docs" / "architecture.md"
@@ -79,3 +80,34 @@ def test_each_package_says_what_it_owns_and_may_import(package: str) -> None:
     module = importlib.import_module(f"clerk_sync.{package}")
     assert module.__doc__ is not None
     assert "may import" in " ".join(module.__doc__.split()).lower()
+
+
+def test_the_import_paths_plugin_authors_use_stay_valid() -> None:
+    """DESIGN.md: `clerk_sync` (its __all__), `clerk_sync.testing`, `clerk_sync.projection` and
+    `clerk_sync.events` keep their names whatever moves inside the core."""
+    import clerk_sync.projection
+    import clerk_sync.storage.projection
+    from clerk_sync.app import create_app
+    from clerk_sync.plugins.api import Context, Plugin
+    from clerk_sync.testing import TEST_SECRET, envelope, sample, signed_headers
+
+    assert set(clerk_sync.__all__) >= {
+        "Plugin",
+        "Context",
+        "Event",
+        "EVENT_TYPES",
+        "Settings",
+        "create_app",
+        "ClerkSyncError",
+    }
+    assert (clerk_sync.Plugin, clerk_sync.Context, clerk_sync.create_app) == (
+        Plugin,
+        Context,
+        create_app,
+    )
+    for name in clerk_sync.projection.__all__:
+        assert getattr(clerk_sync.projection, name) is getattr(clerk_sync.storage.projection, name)
+    assert clerk_sync.events.Event is clerk_sync.Event
+    assert callable(clerk_sync.events.timestamp_from_clerk)
+    assert signed_headers(envelope("user.created", {"id": "user_1"}), secret=TEST_SECRET)
+    assert sample("user.created")
