@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING
 
-from clerk_sync.errors import ConfigError
+from clerk_sync.errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
     from clerk_sync.plugins import PluginRecord
@@ -26,7 +26,10 @@ def refusals(settings: Settings) -> list[PluginRecord]:
 
         build_verifier(settings)  # a bad CLERK_JWT_KEY or CLERK_JWKS_URL fails here
     records = load_plugins(discover(), settings)
-    require(records, settings.clerk_sync_required_plugins)
+    try:
+        require(records, settings.clerk_sync_required_plugins)
+    except PluginError as error:
+        raise PluginError(f"CLERK_SYNC_REQUIRED_PLUGINS: {error}") from error
     return records
 
 
