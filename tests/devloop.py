@@ -20,9 +20,9 @@ import httpx
 import orjson
 
 REPO = Path(__file__).resolve().parents[1]
-LINKED = ("Makefile", "pyproject.toml", "plugins")
+LINKED = ("Makefile", "pyproject.toml", "plugins", "bench")
 FENCE = re.compile(
-    r"^(?:<!-- (?P<mark>.*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```", re.M | re.S
+    r"^(?:[ ]*<!-- (?P<mark>.*?) -->\n)?[ ]*```(?P<lang>\w*)\n(?P<body>.*?)^[ ]*```", re.M | re.S
 )
 SETTINGS_PREFIXES = ("CLERK_", "MONGODB_", "LOG_")
 
