@@ -237,7 +237,7 @@ def stale_server_file(data_dir: Path) -> None:
 def test_a_stale_dev_server_file_is_one_line_not_a_hang(checkout: Path, args: list[str]) -> None:
     """Every command that needs MongoDB ignores the file of a dead server and says what to do."""
     stale_server_file(checkout / ".clerk-sync")
-    env = clean_environment(CLERK_SECRET_KEY="sk_test_unused")
+    env = clean_environment(CLERK_SECRET_KEY="sk_test_unused", CLERK_API_URL="http://127.0.0.1:9")
     result = subprocess.run(
         [".venv/bin/clerk-sync", *args],
         cwd=checkout,
