@@ -10,6 +10,7 @@ import click
 
 from clerk_sync.check_cli import check
 from clerk_sync.cli_support import FAILED, fail, settings_or_exit
+from clerk_sync.db_cli import db
 from clerk_sync.errors import ClerkSyncError
 from clerk_sync.events_cli import events
 from clerk_sync.reconcile_cli import reconcile
@@ -31,7 +32,14 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the webhook receiver, probes, metrics and read API."""
+    """Serve the webhook receiver, probes, metrics and read API.
+
+    Without MONGODB_URL this is development mode: an embedded store in CLERK_SYNC_DATA_DIR,
+    a development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset,
+    and a banner on stderr saying what to type next.
+
+    Exit status: 0 after a clean stop, 2 for bad configuration or a port in use.
+    """
     from clerk_sync.server import run
 
     settings = settings_or_exit()
@@ -115,3 +123,4 @@ main.add_command(check)
 main.add_command(send_test)
 main.add_command(events)
 main.add_command(reconcile)
+main.add_command(db)
