@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PLUGINS := plugins/users plugins/sessions plugins/organizations
 STAMP := $(VENV)/.installed
+# `make run PORT=8001` serves on another port
+PORT = 8000
 
 .PHONY: install run test lint tools bench clean
 
@@ -18,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
 install: $(STAMP)
 
 run: install
-	$(BIN)/clerk-sync serve --host 127.0.0.1 --port 8000
+	$(BIN)/clerk-sync serve --host 127.0.0.1 --port $(PORT)
 
 tools: install
 	bash scripts/install-tools.sh

@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from clerk_sync.cli import main
 from clerk_sync.cli.support import parse_since
 from clerk_sync.testing import TEST_SECRET, envelope, sample
 from tests.conftest import Runner
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, free_port
 from tests.test_plugin_loading import install_fake_distribution
 
 type Invoke = Callable[..., Result]
@@ -103,10 +104,11 @@ def test_check_reports_missing_signing_secret_in_one_line(cli: Invoke) -> None:
 
 
 def test_check_reports_a_secret_that_does_not_decode(cli: Invoke) -> None:
-    """A `whsec_` secret whose key is not base64 is one problem naming the variable."""
+    """A `whsec_` secret whose key is not base64 is one problem naming the variable; `serve`
+    refuses it, so the check exits 2."""
     result = cli("check", CLERK_WEBHOOK_SIGNING_SECRET=f"{TEST_SECRET} whsec_not*base64")
     [line] = problems(result)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert line.startswith("problem: settings: ")
     assert "CLERK_WEBHOOK_SIGNING_SECRET" in line
     assert "not valid base64" in line
@@ -120,17 +122,19 @@ def test_check_reports_unreachable_mongodb_in_one_line(cli: Invoke) -> None:
     assert line.startswith("problem: mongodb: no answer to ping within 1 s: 127.0.0.1:9")
 
 
-def test_check_reports_required_plugin_that_fails_to_load(
+def test_check_refuses_a_required_plugin_that_fails_to_load(
     cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A required plugin that cannot be imported fails the check with its error."""
+    """`serve` would refuse to start, so the check exits 2 with the plugin's error."""
     install_fake_distribution(tmp_path, "explodes", "raise RuntimeError('no import for you')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
     result = cli("check", CLERK_SYNC_REQUIRED_PLUGINS="explodes")
     [line] = problems(result)
-    assert result.exit_code == 1
-    assert line.startswith("problem: plugins: required plugin failed: plugin 'explodes'")
+    assert result.exit_code == 2
+    assert line.startswith(
+        "problem: plugins: CLERK_SYNC_REQUIRED_PLUGINS: required plugin failed: plugin 'explodes'"
+    )
     assert "no import for you" in line
 
 
@@ -156,22 +160,102 @@ def test_check_json_lists_every_problem_for_scripts(cli: Invoke) -> None:
         "0.5",
         CLERK_WEBHOOK_SIGNING_SECRET="",
         MONGODB_URL="mongodb://127.0.0.1:9",
-        CLERK_SYNC_REQUIRED_PLUGINS="nope",
     )
     report = json.loads(result.stdout)
     assert result.exit_code == 1
     assert report["ok"] is False
+    assert report["refused"] is False
     assert report["mongodb"] == "down"
-    assert [p["check"] for p in report["problems"]] == ["settings", "mongodb", "plugins"]
-    assert report["problems"][2]["reason"] == "required plugin 'nope' is not installed"
+    assert [p["check"] for p in report["problems"]] == ["settings", "mongodb"]
     assert any(p["name"] == "users" for p in report["plugins"])
 
 
-def test_check_reports_invalid_configuration_naming_the_variable(cli: Invoke) -> None:
-    result = cli("check", CLERK_SYNC_HANDLER_TIMEOUT="soon")
-    assert result.exit_code == 1
-    [line] = problems(result)
-    assert "CLERK_SYNC_HANDLER_TIMEOUT" in line
+def test_check_json_says_when_serve_would_refuse_to_start(cli: Invoke) -> None:
+    result = cli("check", "--json", CLERK_SYNC_REQUIRED_PLUGINS="nope")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 2
+    assert report["refused"] is True
+    assert report["problems"] == [
+        {
+            "check": "plugins",
+            "reason": "CLERK_SYNC_REQUIRED_PLUGINS: required plugin 'nope' is not installed",
+        }
+    ]
+
+
+#: A value `serve` refuses for each setting that has one.
+REFUSED = {
+    "CLERK_WEBHOOK_SIGNING_SECRET": "whsec_not*base64",
+    "MONGODB_URL": "http://127.0.0.1:27017",
+    "CLERK_SYNC_REQUIRED_PLUGINS": "nope",
+    "CLERK_SYNC_MAX_BODY_BYTES": "0",
+    "CLERK_SYNC_HANDLER_TIMEOUT": "soon",
+    "CLERK_SYNC_EVENT_RETENTION_DAYS": "-1",
+    "CLERK_JWT_KEY": "garbage",
+    "CLERK_JWKS_URL": "ftp://x",
+    "LOG_LEVEL": "loud",
+    "LOG_FORMAT": "xml",
+}
+#: Settings any value of which `serve` takes (names, paths, lists, URLs only reconcile uses);
+#: MONGODB_DB's empty value is left to the empty-value rules of settings.py.
+ANY_VALUE = {
+    "MONGODB_DB",
+    "CLERK_SYNC_DATA_DIR",
+    "CLERK_SYNC_PLUGINS",
+    "CLERK_SYNC_DISABLED_PLUGINS",
+    "CLERK_ISSUER",
+    "CLERK_AUTHORIZED_PARTIES",
+    "CLERK_SECRET_KEY",
+    "CLERK_API_URL",
+}
+
+
+def test_every_setting_is_in_the_refusal_table() -> None:
+    assert set(REFUSED) | ANY_VALUE == {name.upper() for name in Settings.model_fields}
+
+
+def serve_refusal(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`clerk-sync serve` with `env`; a serve that starts instead of refusing times out."""
+    return subprocess.run(
+        [sys.executable, "-m", "clerk_sync", "serve", "--port", str(free_port())],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("name", "value"), sorted(REFUSED.items()))
+def test_check_and_serve_refuse_the_same_values_naming_them(
+    cli: Invoke, environ: dict[str, str], tmp_path: Path, name: str, value: str
+) -> None:
+    """What `serve` refuses at start-up (exit 2, one line naming the variable), `check`
+    refuses too: exit 2 with that line as its problem."""
+    checked = cli("check", **{name: value})
+    served = serve_refusal({**environ, name: value}, tmp_path)
+    [line] = problems(checked)
+    assert checked.exit_code == 2, checked.output
+    assert name in line
+    assert served.returncode == 2, served.stderr
+    [refusal] = served.stderr.splitlines()
+    assert refusal.startswith("clerk-sync: ")
+    assert name in refusal
+    assert line.removeprefix("problem: ").split(": ", 1)[1] == refusal.removeprefix("clerk-sync: ")
+
+
+def test_check_uses_the_running_development_server(tmp_path: Path, environ: dict[str, str]) -> None:
+    """Without MONGODB_URL, check pings the store of `clerk-sync serve` on this directory and
+    takes its development secret as the signing secret."""
+    env = {"LOG_FORMAT": "json", "CLERK_SYNC_DATA_DIR": str(tmp_path / "data")}
+    with ServerProcess(env, cwd=tmp_path):
+        result = CliRunner().invoke(main, ["check", "--json"], env=env)
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, result.output
+    assert report["mongodb"] == "up"
+    assert report["problems"] == []
+    assert "the development server signs with" in report["warnings"][0]["reason"]
 
 
 # -- send-test ----------------------------------------------------------------------------
@@ -374,9 +458,13 @@ def test_events_show_prints_handlers_and_payload(
 
 
 def test_events_commands_need_mongodb_url(cli: Invoke) -> None:
+    """Without MONGODB_URL and a running `clerk-sync serve`, one line names both ways out."""
     result = cli("events", "list", MONGODB_URL=None)
     assert result.exit_code == 2
-    assert "MONGODB_URL is not set" in result.stderr
+    assert result.stderr == (
+        "clerk-sync: MONGODB_URL is not set and no clerk-sync serve is running on .clerk-sync: "
+        "set MONGODB_URL or start clerk-sync serve\n"
+    )
 
 
 def test_events_commands_report_unreachable_mongodb(cli: Invoke) -> None:
@@ -405,3 +493,22 @@ def test_bad_since_is_a_usage_error(cli: Invoke) -> None:
     result = cli("events", "list", "--since", "yesterday")
     assert result.exit_code == 2
     assert "duration like 24h or 7d" in result.stderr
+
+
+# -- db find ------------------------------------------------------------------------------
+
+
+def test_db_find_prints_the_stored_user(cli: Invoke, running: Runner) -> None:
+    """`db find users FILTER` prints what the users plugin stored; bad FILTER is exit 2."""
+    post_all(running, [sample("user.created"), *user_bodies(2)])
+    user_id = json.loads(sample("user.created"))["data"]["id"]
+    found = cli("db", "find", "users", json.dumps({"clerk_id": user_id}), "--json")
+    human = cli("db", "find", "users", "--limit", "2")
+    bad = cli("db", "find", "users", "[1]")
+    [user] = json.loads(found.stdout)
+    assert found.exit_code == 0
+    assert user["email"] == "maya.okafor@northwind.example"
+    assert human.exit_code == 0
+    assert human.stdout.splitlines()[-1] == "2 documents in users"
+    assert bad.exit_code == 2
+    assert "a JSON object" in bad.stderr

@@ -1,9 +1,10 @@
 """The `clerk-sync` command line. Exit codes: 0 ok, 1 a check or operation failed, 2 bad usage
 or configuration.
 
-One module per command group (`check`, `events`, `reconcile`, `send_test`), `scaffold` for
-`plugin new`, `server` for `serve`, `support` for what they share. The top layer: it may import
-any layer of the core; nothing in the core imports it.
+One module per command group (`check`, `db`, `events`, `reconcile`, `send_test`), `scaffold` for
+`plugin new`, `server` for `serve` (with `preflight`, what serve refuses, and `devmode`, the
+development mode's files), `support` for what they share. The top layer: it may import any layer
+of the core; nothing in the core imports it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import click
 
 from clerk_sync.cli.check import check
+from clerk_sync.cli.db import db
 from clerk_sync.cli.events import events
 from clerk_sync.cli.reconcile import reconcile
 from clerk_sync.cli.send_test import send_test
@@ -36,7 +38,14 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
-    """Serve the webhook receiver, probes, metrics and read API."""
+    """Serve the webhook receiver, probes, metrics and read API.
+
+    Without MONGODB_URL this is development mode: an embedded store in CLERK_SYNC_DATA_DIR,
+    a development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset,
+    and a banner on stderr saying what to type next.
+
+    Exit status: 0 after a clean stop, 2 for bad configuration or a port in use.
+    """
     from clerk_sync.cli.server import run
 
     settings = settings_or_exit()
@@ -120,3 +129,4 @@ main.add_command(check)
 main.add_command(send_test)
 main.add_command(events)
 main.add_command(reconcile)
+main.add_command(db)

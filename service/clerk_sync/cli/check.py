@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from clerk_sync.cli.support import FAILED, OK, echo_json, one_line
+from clerk_sync.cli.support import FAILED, OK, USAGE, echo_json, one_line, with_store_or_exit
 from clerk_sync.errors import ClerkSyncError, PluginError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class Report:
     warnings: list[Finding] = field(default_factory=list)
     plugins: list[dict[str, object]] = field(default_factory=list)
     mongodb: str = "not checked"
+    refused: bool = False  # `serve` would refuse to start: exit 2, as `serve` does
 
     def problem(self, check: str, reason: str) -> None:
         self.problems.append(Finding(check, reason))
@@ -39,9 +40,18 @@ class Report:
     def warn(self, check: str, reason: str) -> None:
         self.warnings.append(Finding(check, reason))
 
+    def refuse(self, error: ClerkSyncError) -> None:
+        self.refused = True
+        self.problem("plugins" if isinstance(error, PluginError) else "settings", str(error))
+
+    @property
+    def exit_code(self) -> int:
+        return USAGE if self.refused else FAILED if self.problems else OK
+
     def as_dict(self) -> dict[str, object]:
         return {
             "ok": not self.problems,
+            "refused": self.refused,
             "problems": [asdict(p) for p in self.problems],
             "warnings": [asdict(w) for w in self.warnings],
             "mongodb": self.mongodb,
@@ -49,12 +59,20 @@ class Report:
         }
 
 
-def check_secrets(settings: Settings, report: Report) -> None:
-    """A signing secret must be set, and each one must decode to an HMAC key."""
+def check_secrets(settings: Settings, report: Report, *, development: bool = False) -> None:
+    """A signing secret must be set (the development server makes its own), and each one must
+    decode to an HMAC key."""
+    from clerk_sync.cli.devmode import SECRET_FILE, read_dev_secret
     from clerk_sync.webhooks.verify import decode_secret
 
     secrets = settings.clerk_webhook_signing_secret
-    if not secrets:
+    if not secrets and development and read_dev_secret(settings.clerk_sync_data_dir):
+        report.warn(
+            "settings",
+            "CLERK_WEBHOOK_SIGNING_SECRET is not set: the development server signs with "
+            f"{settings.clerk_sync_data_dir / SECRET_FILE}",
+        )
+    elif not secrets:
         report.problem(
             "settings",
             "CLERK_WEBHOOK_SIGNING_SECRET is not set: every webhook would be refused with 503",
@@ -102,31 +120,17 @@ def mongodb_error(settings: Settings, within: float) -> str | None:
 
 
 def check_mongodb(settings: Settings, report: Report, within: float) -> None:
-    if settings.mongodb_url is None:
-        report.mongodb = "embedded"
-        report.warn(
-            "mongodb", "MONGODB_URL is not set: `serve` would start the embedded development store"
-        )
-        return
     reason = mongodb_error(settings, within)
     report.mongodb = "up" if reason is None else "down"
     if reason is not None:
         report.problem("mongodb", reason)
 
 
-def check_plugins(settings: Settings, report: Report) -> None:
-    """Required plugins must load; other failures are warnings (the service skips them)."""
-    from clerk_sync.plugins import discover, load_plugins, require
-
-    records = load_plugins(discover(), settings)
+def check_plugins(settings: Settings, records: list[PluginRecord], report: Report) -> None:
+    """Required plugins loaded (else `refusals` stopped the check); other failures are warnings
+    (the service skips them)."""
     report.plugins = [r.as_dict() for r in records]
-    required = settings.clerk_sync_required_plugins
-    for name in required:
-        try:
-            require(records, [name])
-        except PluginError as error:
-            report.problem("plugins", str(error))
-    for record in _failed(records, exclude=required):
+    for record in _failed(records, exclude=settings.clerk_sync_required_plugins):
         report.warn("plugins", f"{record.error} (not required: the service skips it)")
     if not any(r.status == "loaded" for r in records):
         report.warn("plugins", "no plugin is loaded: every event would be recorded as ignored")
@@ -137,18 +141,23 @@ def _failed(records: list[PluginRecord], exclude: tuple[str, ...]) -> list[Plugi
 
 
 def run_checks(within: float = PING_SECONDS) -> Report:
-    """Every check; settings that do not validate stop the others (they depend on them)."""
+    """Every check. What `serve` refuses stops the others (they depend on it); without
+    MONGODB_URL, the store is that of the running development server."""
+    from clerk_sync.cli.preflight import refusals
     from clerk_sync.settings import load_settings
 
     report = Report()
     try:
         settings = load_settings()
+        records = refusals(settings)
     except ClerkSyncError as error:
-        report.problem("settings", str(error))
+        report.refuse(error)
         return report
-    check_secrets(settings, report)
+    development = settings.mongodb_url is None
+    settings = with_store_or_exit(settings)
+    check_secrets(settings, report, development=development)
     check_mongodb(settings, report, within)
-    check_plugins(settings, report)
+    check_plugins(settings, records, report)
     return report
 
 
@@ -164,11 +173,15 @@ def run_checks(within: float = PING_SECONDS) -> Report:
 def check(as_json: bool, timeout: float) -> None:
     """Check settings, MongoDB and plugins as `serve` would find them at start.
 
-    Checks that a signing secret is set and every secret is a valid `whsec_` secret, that
-    MongoDB answers a ping within the timeout, and that every plugin in
-    CLERK_SYNC_REQUIRED_PLUGINS loads. Prints one line per problem (and per warning).
+    Runs the very checks `serve` runs before it starts (every setting, CLERK_JWT_KEY and
+    CLERK_JWKS_URL, MONGODB_URL's form, required plugins), then checks that a signing secret
+    is set and that MongoDB answers a ping within the timeout. Without MONGODB_URL it checks
+    the store of the `clerk-sync serve` running on CLERK_SYNC_DATA_DIR. Prints one line per
+    problem (and per warning).
 
-    Exit status: 0 when all is well (warnings allowed), 1 when any check found a problem.
+    Exit status: 0 when all is well (warnings allowed), 1 when a check found a problem
+    (MongoDB does not answer, no signing secret), 2 when `serve` would refuse to start
+    (the line names the setting or the required plugin).
     """
     report = run_checks(timeout)
     if as_json:
@@ -182,4 +195,4 @@ def check(as_json: bool, timeout: float) -> None:
             loaded = [str(p["name"]) for p in report.plugins if p["status"] == "loaded"]
             plugins = f"{', '.join(loaded) or 'none'} loaded"
             click.echo(f"ok: settings, mongodb ({report.mongodb}), plugins ({plugins})")
-    sys.exit(FAILED if report.problems else OK)
+    sys.exit(report.exit_code)

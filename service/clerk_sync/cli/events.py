@@ -23,6 +23,7 @@ from clerk_sync.cli.support import (
     mongodb_url_or_exit,
     one_line,
     settings_or_exit,
+    with_store_or_exit,
 )
 from clerk_sync.errors import ClerkSyncError, StoreUnavailable
 
@@ -44,7 +45,8 @@ _HIDDEN = ("lease_token",)
 def events() -> None:
     """Inspect and replay the deliveries recorded in `webhook_events`.
 
-    These commands use MONGODB_URL and MONGODB_DB like the service. Exit status: 0 ok,
+    These commands use MONGODB_URL and MONGODB_DB like the service; without MONGODB_URL, the
+    store of the `clerk-sync serve` running on CLERK_SYNC_DATA_DIR. Exit status: 0 ok,
     1 the operation failed (MongoDB unreachable, no such delivery, a replay failed),
     2 bad arguments or configuration.
     """
@@ -278,8 +280,7 @@ def replay_events(
         raise click.UsageError("give either SVIX_ID or --status failed")
     if svix_id is not None and since is not None:
         raise click.UsageError("--since only goes with --status")
-    settings = settings_or_exit()
-    mongodb_url_or_exit(settings)
+    settings = with_store_or_exit(settings_or_exit())
     if sys.stderr.isatty() and settings.log_level in ("debug", "info"):
         settings = settings.model_copy(update={"log_level": "warning"})
     try:

@@ -15,7 +15,10 @@ from clerk_sync.cli.support import FAILED, OK, echo_json, fail, settings_or_exit
 if TYPE_CHECKING:
     import httpx
 
+    from clerk_sync.settings import Settings
+
 WEBHOOK_PATH = "/webhooks/clerk"
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def event_body(event: str) -> bytes:
@@ -40,15 +43,21 @@ def webhook_url(url: str) -> str:
     return url
 
 
-def signing_secret(given: str | None) -> str:
-    """The --secret, else the first CLERK_WEBHOOK_SIGNING_SECRET (the newest during rotation)."""
+def default_url(settings: Settings) -> str:
+    """The `clerk-sync serve` running on this data directory, else http://127.0.0.1:8000."""
+    from clerk_sync.cli.devmode import running_server
+
+    server = running_server(settings.clerk_sync_data_dir)
+    return server.server_url if server is not None else DEFAULT_URL
+
+
+def signing_secret(given: str | None, settings: Settings | None = None) -> str:
+    """--secret, else the first CLERK_WEBHOOK_SIGNING_SECRET (the newest during rotation),
+    else the development secret `clerk-sync serve` made in CLERK_SYNC_DATA_DIR."""
     from clerk_sync.webhooks.verify import decode_secret
 
     if given is None:
-        secrets = settings_or_exit().clerk_webhook_signing_secret
-        if not secrets:
-            fail("no secret: set CLERK_WEBHOOK_SIGNING_SECRET or pass --secret")
-        given = secrets[0].get_secret_value()
+        given = _configured_secret(settings or settings_or_exit())
     if not given.startswith("whsec_"):
         fail("the signing secret must start with 'whsec_'")
     try:
@@ -58,25 +67,47 @@ def signing_secret(given: str | None) -> str:
     return given
 
 
+def _configured_secret(settings: Settings) -> str:
+    from clerk_sync.cli.devmode import read_dev_secret
+    from clerk_sync.errors import ConfigError
+
+    if settings.clerk_webhook_signing_secret:
+        return settings.clerk_webhook_signing_secret[0].get_secret_value()
+    try:
+        development = read_dev_secret(settings.clerk_sync_data_dir)
+    except ConfigError as error:
+        fail(str(error))
+    if development is None:
+        fail(
+            "no secret: set CLERK_WEBHOOK_SIGNING_SECRET, pass --secret, or start "
+            "clerk-sync serve without MONGODB_URL (it makes a development secret)"
+        )
+    return development
+
+
 @click.command("send-test")
 @click.argument("event", metavar="EVENT_TYPE|FILE")
 @click.option(
     "--url",
-    required=True,
-    help="Receiver URL; a bare base URL gets /webhooks/clerk appended.",
+    help="Receiver URL; a bare base URL gets /webhooks/clerk appended. Default: the "
+    "clerk-sync serve running on CLERK_SYNC_DATA_DIR, else http://127.0.0.1:8000.",
 )
 @click.option(
     "--secret",
-    help="whsec_ secret to sign with. Default: the first CLERK_WEBHOOK_SIGNING_SECRET.",
+    help="whsec_ secret to sign with. Default: the first CLERK_WEBHOOK_SIGNING_SECRET, else "
+    "the development secret in CLERK_SYNC_DATA_DIR/dev-signing-secret.",
 )
 @click.option("--timeout", default=15.0, show_default=True, type=click.FloatRange(0.1, 300))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object for scripts.")
-def send_test(event: str, url: str, secret: str | None, timeout: float, as_json: bool) -> None:
+def send_test(
+    event: str, url: str | None, secret: str | None, timeout: float, as_json: bool
+) -> None:
     """Post a signed test delivery of EVENT_TYPE (a bundled sample) or of FILE.
 
     The body is sent byte for byte, signed with a fresh svix-id and the current time, exactly as
     Svix signs a delivery. Bundled samples: user.created, session.revoked, organization.created
-    and the other types of the sample story (see `clerk_sync.testing.sample_types()`).
+    and the other types of the sample story (see `clerk_sync.testing.sample_types()`). A FILE
+    holds one Clerk webhook event as JSON: {"type": ..., "object": "event", "data": {...}, ...}.
 
     Exit status: 0 when the receiver answered 2xx, 1 for any other answer or no answer,
     2 for bad arguments or configuration.
@@ -86,12 +117,16 @@ def send_test(event: str, url: str, secret: str | None, timeout: float, as_json:
     from clerk_sync.testing import signed_headers
 
     body = event_body(event)
-    target = webhook_url(url)
-    headers = signed_headers(body, secret=signing_secret(secret))
+    settings = settings_or_exit() if url is None or secret is None else None
+    hint = " (is clerk-sync serve running? `make run` starts it)" if url is None else ""
+    if url is None and settings is not None:
+        url = default_url(settings)
+    target = webhook_url(url or DEFAULT_URL)
+    headers = signed_headers(body, secret=signing_secret(secret, settings))
     try:
         response = httpx.post(target, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
-        fail(f"no answer from {target}: {type(error).__name__}: {error}", FAILED)
+        fail(f"no answer from {target}: {type(error).__name__}: {error}{hint}", FAILED)
     answer = _answer_body(response)
     if as_json:
         echo_json({"status": response.status_code, "svix_id": headers["svix-id"], "body": answer})

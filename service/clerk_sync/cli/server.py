@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from hypercorn.config import Config
 from hypercorn.run import run as hypercorn_run
 
+from clerk_sync.cli import devmode
+from clerk_sync.cli.preflight import refusals
+from clerk_sync.errors import ConfigError
 from clerk_sync.observability.logs import make_logger
-from clerk_sync.plugins import discover, load_plugins, require
 from clerk_sync.settings import Settings
 from clerk_sync.storage.embedded import EmbeddedProcess
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 APPLICATION = "clerk_sync.app:create_app()"
 
@@ -35,29 +44,75 @@ def server_config(host: str, port: int, workers: int) -> Config:
 
 
 def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    """Check plugins once (required ones must load), start the store if needed, then serve."""
+    """Refuse what `check` refuses, start the store if needed, then serve."""
     log = make_logger(settings.log_level, settings.log_format)
-    require(load_plugins(discover(), settings), settings.clerk_sync_required_plugins)
-    if settings.read_api_enabled:
-        from clerk_sync.auth.tokens import build_verifier
-
-        build_verifier(settings)  # a bad CLERK_JWT_KEY fails here once, not in every worker
+    refusals(settings)
+    port = bindable_port(host, port)
     with ExitStack() as stack:
         if settings.mongodb_url is None:
-            store = EmbeddedProcess(settings.clerk_sync_data_dir)
-            os.environ["MONGODB_URL"] = store.start()
-            stack.callback(store.stop)
-            log.warning(
-                "embedded_store",
-                path=str(store.path),
-                url=os.environ["MONGODB_URL"],
-                note="development only: set MONGODB_URL to use a MongoDB server",
-            )
+            development_mode(stack, settings, log, client_url(host, port))
         if workers > 1:
             stack.enter_context(_multiprocess_metrics())
         log.info("serving", host=host, port=port, workers=workers)
         return hypercorn_run(server_config(host, port, workers))
     return 0  # pragma: no cover - ExitStack does not swallow exceptions
+
+
+def bindable_port(host: str, port: int) -> int:
+    """The port to serve on (a free one for 0), tried now: a busy port is one line, not a trace."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as hypercorn binds
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} on {host} is already in use: stop what listens there "
+                    "or choose another with --port"
+                ) from error
+            raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+        bound: int = sock.getsockname()[1]
+        return bound
+
+
+def client_url(host: str, port: int) -> str:
+    """The URL a client on this machine uses to reach a server bound to `host`."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding it
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def development_mode(
+    stack: ExitStack, settings: Settings, log: FilteringBoundLogger, server_url: str
+) -> None:
+    """The embedded store, the development secret if none is set, dev-server.json, the banner."""
+    data_dir = settings.clerk_sync_data_dir
+    devmode.refuse_second_server(data_dir)
+    secret = None
+    if not settings.clerk_webhook_signing_secret:
+        secret = devmode.ensure_dev_secret(data_dir)
+        os.environ["CLERK_WEBHOOK_SIGNING_SECRET"] = secret  # read by the app in every worker
+    store = EmbeddedProcess(data_dir)
+    os.environ["MONGODB_URL"] = store.start()
+    stack.callback(store.stop)
+    log.warning(
+        "embedded_store",
+        path=str(store.path),
+        url=os.environ["MONGODB_URL"],
+        note="development only: set MONGODB_URL to use a MongoDB server",
+    )
+    if secret is not None:
+        log.info("development_signing_secret", path=str(data_dir / devmode.SECRET_FILE))
+    server = devmode.DevServer(server_url, os.environ["MONGODB_URL"], os.getpid())
+    stack.enter_context(devmode.announced(data_dir, server))
+    show_banner(devmode.banner(server, data_dir, secret, show_secret=sys.stderr.isatty()))
+
+
+def show_banner(text: str) -> None:
+    """On stderr: stdout carries the log lines. The secret is in it only on a terminal."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
 
 
 class _multiprocess_metrics:

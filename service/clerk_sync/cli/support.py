@@ -35,9 +35,26 @@ def settings_or_exit() -> Settings:
 
 
 def mongodb_url_or_exit(settings: Settings) -> str:
-    if settings.mongodb_url is None:
-        fail("MONGODB_URL is not set: this command needs the MongoDB server the service uses")
-    return settings.mongodb_url.get_secret_value()
+    """MONGODB_URL, else the store of the `clerk-sync serve` running on this data directory."""
+    if settings.mongodb_url is not None:
+        return settings.mongodb_url.get_secret_value()
+    from clerk_sync.cli.devmode import running_server
+
+    server = running_server(settings.clerk_sync_data_dir)
+    if server is None:
+        fail(
+            "MONGODB_URL is not set and no clerk-sync serve is running on "
+            f"{settings.clerk_sync_data_dir}: set MONGODB_URL or start clerk-sync serve"
+        )
+    return server.store_url
+
+
+def with_store_or_exit(settings: Settings) -> Settings:
+    """The settings with `mongodb_url` filled in as `mongodb_url_or_exit` finds it."""
+    from pydantic import SecretStr
+
+    url = SecretStr(mongodb_url_or_exit(settings))
+    return settings.model_copy(update={"mongodb_url": url})
 
 
 def echo_json(value: object) -> None:
