@@ -2,41 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 from pymongo.errors import PyMongoError
 
+from clerk_sync.cli.replay import handler_errors, replay_events
 from clerk_sync.cli.support import (
     FAILED,
-    OK,
     Since,
     echo_json,
     fail,
     mongodb_url_or_exit,
     one_line,
     settings_or_exit,
-    with_store_or_exit,
 )
-from clerk_sync.errors import ClerkSyncError, StoreUnavailable
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
 
-    from clerk_sync.runtime import Runtime
     from clerk_sync.settings import Settings
-    from clerk_sync.webhooks.answers import Answer
 
 STATUSES = ("processing", "processed", "failed", "ignored", "rejected")
-REPLAYABLE = ("failed", "processing")
-PROGRESS_FROM = 20
 _SUMMARY_FIELDS = ("type", "status", "attempts", "received_at", "last_attempt_at", "handlers")
 _HIDDEN = ("lease_token",)
 
@@ -59,7 +50,6 @@ def events() -> None:
 def _database(settings: Settings) -> Iterator[Any]:
     """The service's database through a short-lived synchronous client; errors exit 1."""
     from pymongo import MongoClient
-    from pymongo.errors import PyMongoError
 
     client: MongoClient[dict[str, Any]] = MongoClient(
         mongodb_url_or_exit(settings), tz_aware=True, serverSelectionTimeoutMS=5000
@@ -84,15 +74,6 @@ def plain(document: dict[str, Any]) -> dict[str, Any]:
 
 def _when(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else "-"
-
-
-def _handler_errors(document: dict[str, Any]) -> list[str]:
-    handlers = document.get("handlers") or {}
-    return [
-        f"{key}: {outcome.get('status')}: {outcome.get('error') or '-'}"
-        for key, outcome in handlers.items()
-        if isinstance(outcome, dict) and outcome.get("status") != "ok"
-    ]
 
 
 @events.command("list")
@@ -129,7 +110,7 @@ def list_events(
     for d in found:
         line = f"{_when(d.get('received_at')):<20} {d.get('status', '-'):<10} "
         click.echo(line + f"{d.get('attempts', 0):>5}  {d.get('type') or '-':<32} {d['_id']}")
-        for error in _handler_errors(d):
+        for error in handler_errors(d):
             click.echo(f"    {error}")
     count = f"{len(found)} {'delivery' if len(found) == 1 else 'deliveries'}"
     click.echo(count + (f" (limit {limit})" if len(found) == limit else ""))
@@ -173,137 +154,4 @@ def _pretty(payload: object) -> str:
     return str(payload)
 
 
-# -- replay --------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Tally:
-    """Replay outcomes: counts and one record per delivery."""
-
-    processed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    results: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, svix_id: str, answer: Answer) -> dict[str, Any]:
-        kind = classify(answer)
-        setattr(self, kind, getattr(self, kind) + 1)
-        result = {"svix_id": svix_id, "result": kind, "status": answer.status}
-        result["answer"] = answer.body.get("status") or answer.body.get("error")
-        self.results.append(result)
-        return result
-
-    def as_dict(self) -> dict[str, Any]:
-        counts = {"processed": self.processed, "failed": self.failed, "skipped": self.skipped}
-        return {**counts, "deliveries": self.results}
-
-
-def classify(answer: Answer) -> str:
-    """`processed`; `skipped` when there was nothing to do (done, ignored, busy); else `failed`."""
-    if answer.outcome == "processed":
-        return "processed"
-    if answer.outcome in ("duplicate", "ignored", "in_progress"):
-        return "skipped"
-    return "failed"
-
-
-async def _replayable_ids(runtime: Runtime, status: str, since: datetime | None) -> list[str]:
-    assert runtime.store is not None
-    query: dict[str, Any] = {"status": status}
-    if since is not None:
-        query["received_at"] = {"$gte": since}
-    cursor = runtime.store.events.collection.find(query, {"_id": 1}).sort("received_at", 1)
-    return [d["_id"] async for d in cursor]
-
-
-async def _replay_all(runtime: Runtime, ids: list[str], tally: Tally, progress: bool) -> None:
-    """Replay each delivery once, in the order received; failures get their handler errors."""
-    assert runtime.store is not None
-    bar = click.progressbar(
-        length=len(ids), label="replaying", file=sys.stderr, hidden=not progress
-    )
-    with bar:
-        for svix_id in ids:
-            result = tally.add(svix_id, await runtime.receiver.replay(svix_id))
-            if result["result"] == "failed" and result["status"] == 500:
-                stored = await runtime.store.events.get(svix_id)
-                result["errors"] = _handler_errors(stored or {})
-            bar.update(1)
-
-
-async def _replay(
-    settings: Settings,
-    svix_id: str | None,
-    status: str | None,
-    since: datetime | None,
-    as_json: bool,
-) -> Tally:
-    from clerk_sync.runtime import Runtime
-
-    runtime = Runtime.build(settings, log_stream=sys.stderr)  # stdout is the command's output
-    await runtime.start(monitor=False)
-    try:
-        if not runtime.indexes_ready:
-            raise StoreUnavailable("MongoDB: no answer (see the log line above)")
-        ids = [svix_id] if svix_id else await _replayable_ids(runtime, status or "failed", since)
-        progress = not as_json and len(ids) >= PROGRESS_FROM and sys.stderr.isatty()
-        tally = Tally()
-        await _replay_all(runtime, ids, tally, progress)
-        return tally
-    finally:
-        await runtime.stop()
-
-
-@events.command("replay")
-@click.argument("svix_id", required=False)
-@click.option(
-    "--status",
-    type=click.Choice(REPLAYABLE),
-    help="Replay every delivery in this status (`processing` ones only once their lease expired).",
-)
-@click.option("--since", type=Since(), help="With --status: received at or after this time.")
-@click.option("--json", "as_json", is_flag=True, help="Print counts and results as JSON.")
-def replay_events(
-    svix_id: str | None, status: str | None, since: datetime | None, as_json: bool
-) -> None:
-    """Re-run the handlers of SVIX_ID, or of every delivery with --status failed.
-
-    A replay behaves exactly like Svix redelivering the same svix-id: only handlers that have
-    not yet succeeded run, and a delivery another process is working on is skipped. Each
-    delivery is replayed at most once per run, oldest first. Prints a line per delivery that
-    did not end processed, and the counts; a progress bar on a terminal for large sets.
-    On a terminal, per-delivery log lines are left out unless LOG_LEVEL is warning or higher.
-
-    Exit status: 0 when no replay failed, 1 when any did, 2 for bad arguments.
-    """
-    if (svix_id is None) == (status is None):
-        raise click.UsageError("give either SVIX_ID or --status failed")
-    if svix_id is not None and since is not None:
-        raise click.UsageError("--since only goes with --status")
-    settings = with_store_or_exit(settings_or_exit())
-    if sys.stderr.isatty() and settings.log_level in ("debug", "info"):
-        settings = settings.model_copy(update={"log_level": "warning"})
-    try:
-        tally = asyncio.run(_replay(settings, svix_id, status, since, as_json))
-    except StoreUnavailable as error:
-        fail(str(error), FAILED)
-    except PyMongoError as error:
-        fail(f"MongoDB: {one_line(error)}", FAILED)
-    except ClerkSyncError as error:
-        fail(str(error))
-    if as_json:
-        echo_json(tally.as_dict())
-    else:
-        _print_tally(tally, single=svix_id is not None)
-    sys.exit(FAILED if tally.failed else OK)
-
-
-def _print_tally(tally: Tally, *, single: bool) -> None:
-    for result in tally.results:
-        if single or result["result"] != "processed":
-            errors = "; ".join(result.get("errors", [])) or result["answer"]
-            click.echo(f"{result['svix_id']}: {result['result']} ({result['status']}): {errors}")
-    click.echo(
-        f"replayed {len(tally.results)}: {tally.processed} processed, "
-        f"{tally.failed} failed, {tally.skipped} skipped"
-    )
+events.add_command(replay_events)
