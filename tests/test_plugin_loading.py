@@ -121,7 +121,6 @@ async def test_installed_distribution_is_discovered_through_its_entry_point(
     assert users["distribution"] == "clerk-sync-users"
     assert users["status"] == "loaded"
     assert "user.created" in users["subscriptions"]
-    assert users["reconciles"] == ["users"]
     assert status == 200
     assert user is not None
     assert user["first_name"] == "Ada"
@@ -200,3 +199,13 @@ def test_reconciler_declarations_are_checked_where_they_are_made() -> None:
     with pytest.raises(PluginError, match="must be a plain function"):
         plugin.reconciler("organizations", collection="o", cleared={})(project)  # type: ignore[arg-type]
     assert [r.resource for r in plugin.reconcilers] == ["users"]
+
+
+async def test_plugins_listing_names_the_resources_each_plugin_reconciles(running: Runner) -> None:
+    """`/plugins` shows each plugin's reconcilers next to its subscriptions (none for sessions)."""
+    async with running(plugins=None) as r:
+        listing = await (await r.client.get("/plugins")).get_json()
+    by_name = {p["name"]: p["reconciles"] for p in listing["plugins"]}
+    assert by_name["users"] == ["users"]
+    assert by_name["organizations"] == ["organizations", "memberships"]
+    assert by_name["sessions"] == []
