@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -76,12 +77,20 @@ async def test_wrong_secret_is_401(running: Runner) -> None:
     assert body == {"error": "no signature matches a configured secret"}
 
 
-@pytest.mark.parametrize("offset", [-360, 360])
-async def test_timestamp_six_minutes_off_is_401(running: Runner, offset: int) -> None:
+@pytest.mark.parametrize("offset", [-360, -302, 302, 360])
+async def test_timestamp_beyond_five_minutes_off_is_401(running: Runner, offset: int) -> None:
     async with running() as r:
         status, body = await r.post(BODY, timestamp=int(time.time()) + offset)
     assert status == 401
     assert "tolerance" in body["error"]
+
+
+@pytest.mark.parametrize("offset", [-298, 298])
+async def test_timestamp_just_within_five_minutes_is_accepted(running: Runner, offset: int) -> None:
+    """The accepted side of the ±5 minute window (2 s short of it: the request takes time)."""
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, body = await r.post(BODY, timestamp=int(time.time()) + offset)
+    assert (status, body["status"]) == (200, "processed")
 
 
 async def test_second_secret_during_rotation_is_accepted(running: Runner) -> None:
@@ -125,6 +134,115 @@ async def test_event_no_plugin_handles_is_recorded_ignored(running: Runner) -> N
     assert stored is not None
     assert stored["status"] == "ignored"
     assert stored["type"] == "waitlistEntry.created"
+
+
+async def test_repeat_of_an_ignored_delivery_is_a_duplicate(running: Runner) -> None:
+    body = envelope("waitlistEntry.created", {"id": "wle_1"})
+    svix_id = new_svix_id()
+    async with running(plugins=[Recorder().plugin]) as r:
+        first, _ = await r.post(body, msg_id=svix_id)
+        second, answer = await r.post(body, msg_id=svix_id)
+        stored = await r.event(svix_id)
+    assert first == 200
+    assert (second, answer) == (200, {"status": "duplicate", "svix_id": svix_id})
+    assert stored is not None
+    assert (stored["status"], stored["attempts"]) == ("ignored", 1)
+
+
+async def test_repeat_of_a_rejected_delivery_is_a_duplicate(running: Runner) -> None:
+    raw = b"not json at all"
+    svix_id = new_svix_id()
+    async with running(plugins=[Recorder().plugin]) as r:
+        first, _ = await r.post(raw, msg_id=svix_id)
+        second, answer = await r.post(raw, msg_id=svix_id)
+        stored = await r.event(svix_id)
+    assert first == 202
+    assert (second, answer) == (200, {"status": "duplicate", "svix_id": svix_id})
+    assert stored is not None
+    assert (stored["status"], stored["attempts"]) == ("rejected", 1)
+
+
+@pytest.mark.parametrize(
+    "timestamp", [1_700_000_000_123, 1_700_000_000], ids=["milliseconds", "seconds"]
+)
+async def test_event_timestamp_is_stored_as_the_envelope_time(
+    running: Runner, timestamp: int
+) -> None:
+    """Clerk sends milliseconds; a value below 1e12 is read as seconds."""
+    body = envelope("user.created", USER, timestamp_ms=timestamp)
+    headers = signed_headers(body)
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, _ = await r.post(body, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    expected = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
+    if timestamp > 10**12:
+        expected += timedelta(milliseconds=123)
+    assert status == 200
+    assert stored is not None
+    assert stored["event_timestamp"] == expected
+
+
+async def test_handlers_run_concurrently(running: Runner) -> None:
+    """Each handler waits until the other has started: run one after the other, neither could."""
+    plugin = Plugin("pair")
+    started = {"left": asyncio.Event(), "right": asyncio.Event()}
+
+    def handler(me: str, other: str) -> Any:
+        async def run(event: Event, ctx: Context[None]) -> None:
+            started[me].set()
+            await asyncio.wait_for(started[other].wait(), 5)
+
+        run.__name__ = me
+        return run
+
+    plugin.on("user.created")(handler("left", "right"))
+    plugin.on("user.created")(handler("right", "left"))
+    headers = signed_headers(BODY)
+    async with running(plugins=[plugin]) as r:
+        status, answer = await r.post(BODY, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert (status, answer["status"]) == (200, "processed")
+    assert stored is not None
+    assert {k: v["status"] for k, v in stored["handlers"].items()} == {
+        "pair:left": "ok",
+        "pair:right": "ok",
+    }
+
+
+async def test_an_attempt_whose_lease_was_taken_over_answers_409_and_writes_nothing(
+    running: Runner,
+) -> None:
+    """Attempt 1 hangs past its lease; attempt 2 takes the delivery over and finishes it. When
+    attempt 1 ends, its final write is refused (lease token) and it answers 409."""
+    plugin = Plugin("hang")
+    gate, first_started = asyncio.Event(), asyncio.Event()
+    runs: list[int] = []
+
+    @plugin.on("user.created")
+    async def hang_first(event: Event, ctx: Context[None]) -> None:
+        runs.append(len(runs) + 1)
+        if len(runs) == 1:
+            first_started.set()
+            await gate.wait()
+            raise RuntimeError("attempt 1 fails late")
+
+    svix_id = new_svix_id()
+    async with running(plugins=[plugin]) as r:
+        first = asyncio.create_task(r.post(BODY, msg_id=svix_id))
+        await asyncio.wait_for(first_started.wait(), 10)
+        past = datetime.now(UTC) - timedelta(seconds=1)
+        await r.db.webhook_events.update_one({"_id": svix_id}, {"$set": {"lease_until": past}})
+        second, second_body = await r.post(BODY, msg_id=svix_id)
+        gate.set()
+        first_status, first_body = await first
+        stored = await r.event(svix_id)
+    assert (second, second_body["status"]) == (200, "processed")
+    assert first_status == 409
+    assert "lease expired" in first_body["error"]
+    assert stored is not None
+    assert (stored["status"], stored["attempts"]) == ("processed", 2)
+    assert stored["handlers"]["hang:hang_first"]["status"] == "ok"
+    assert runs == [1, 2]
 
 
 async def test_processed_delivery_is_recorded_before_handlers_with_outcomes(

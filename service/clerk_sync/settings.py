@@ -31,8 +31,8 @@ class Settings(BaseSettings):
     """Every setting of the service; see docs/configuration.md for each one."""
 
     # An empty variable counts as unset, for every setting: `env_ignore_empty` lets an empty
-    # environment variable fall through to `.env` and then to the default, and `_blank_is_unset`
-    # drops what is still blank (spaces only, or an empty keyword argument) before any field sees it.
+    # environment variable fall through to `.env` and then to the default; `_blank_is_unset`
+    # drops what is still blank (spaces only, an empty keyword) before any field sees it.
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
