@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := plugins/users plugins/sessions plugins/organizations
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint tools bench clean
+.PHONY: install run test lint tools bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,9 @@ test: install tools lint
 bench: install
 	$(BIN)/python -m bench
 
+# mutation testing of the delivery path (docs/testing.md); not part of CI, about 20 minutes
+mutate: install
+	$(BIN)/python scripts/mutate.py
+
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .mutate

@@ -121,6 +121,11 @@ def test_env_example_as_shipped_loads_every_installed_plugin(tmp_path: Path) -> 
     assert {"users", "sessions", "organizations"} <= set(statuses)
 
 
+def test_the_configuration_reference_names_every_setting() -> None:
+    text = (ROOT / "docs/configuration.md").read_text()
+    assert [f for f in FIELDS if f"`{f.upper()}`" not in text] == []
+
+
 def test_env_example_names_every_setting() -> None:
     lines = (ROOT / ".env.example").read_text().splitlines()
     named = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
     clerk_jwt_key: SecretStr | None = None
     clerk_jwks_url: str | None = None
+    clerk_jwks_cache_seconds: float = Field(default=3600.0, gt=0)
+    clerk_sync_cursor_secret: SecretStr | None = None
     clerk_issuer: str | None = None
     clerk_authorized_parties: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_secret_key: SecretStr | None = None
