@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from clerk_sync.errors import StoreUnavailable
 from clerk_sync.store import EVENTS, DeliveryLog, Store
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -157,3 +158,35 @@ async def test_finish_merges_outcomes_with_earlier_ones(store: Store) -> None:
 async def test_finish_of_an_unknown_delivery_is_not_owned(store: Store) -> None:
     assert await store.events.finish("msg_none", token="", status="processed", outcomes={}) is False
     assert await store.events.get("msg_none") is None
+
+
+async def test_get_returns_the_delivery_of_that_id(store: Store) -> None:
+    await claim(store.events, "a", T0)
+    await store.db[EVENTS].insert_one({"_id": "msg_0", "status": "ignored"})
+    stored = await store.events.get("msg_1")
+    assert stored is not None
+    assert stored["_id"] == "msg_1"
+    assert await store.events.get("msg_unknown") is None
+
+
+async def test_ping_answers_whether_mongodb_does(store: Store) -> None:
+    down = Store("mongodb://127.0.0.1:9/?directConnection=true", "clerk_sync")
+    try:
+        assert await store.ping() is True
+        assert await down.ping(within=0.5) is False
+    finally:
+        down.close()
+
+
+async def test_an_unreachable_mongodb_is_store_unavailable_for_every_command() -> None:
+    down = Store("mongodb://127.0.0.1:9/?directConnection=true&serverSelectionTimeoutMS=300", "x")
+    try:
+        for command in (
+            down.events.get("msg_1"),
+            claim(down.events, "a", T0),
+            down.events.finish("msg_1", token="a", status="processed", outcomes={}),
+        ):
+            with pytest.raises(StoreUnavailable, match=r"^MongoDB is unavailable$"):
+                await command
+    finally:
+        down.close()

@@ -423,3 +423,91 @@ async def test_wrong_method_and_unknown_path_answer_json(running: Runner) -> Non
     assert (wrong.status_code, missing.status_code) == (405, 404)
     assert "error" in wrong_body
     assert "error" in missing_body
+
+
+def summaries(capsys: pytest.CaptureFixture[str]) -> list[tuple[int, str]]:
+    """(status, outcome) of each delivery's summary log line, in order."""
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    return [(line["status"], line["outcome"]) for line in lines if line.get("event") == "webhook"]
+
+
+async def test_each_answer_has_its_exact_body_and_outcome(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 7: every answer is a small JSON body; the summary line names the outcome."""
+    recorder, failing = Recorder("ok"), Recorder("bad")
+    failing.fail = True
+    ids = [new_svix_id() for _ in range(5)]
+    ignored = envelope("waitlistEntry.created", {"id": "wle_1"})
+    async with running(plugins=[recorder.plugin]) as r:
+        capsys.readouterr()
+        answers = [
+            await r.post(BODY, msg_id=ids[0]),
+            await r.post(BODY, msg_id=ids[0]),
+            await r.post(ignored, msg_id=ids[1]),
+            await r.post(b"[]", msg_id=ids[2]),
+            await r.post(BODY, headers={"svix-id": "x"}),
+            await r.post(BODY, secret="whsec_" + "b3RoZXI="),
+        ]
+        recorder.gate, recorder.started = asyncio.Event(), asyncio.Event()
+        held = asyncio.create_task(r.post(BODY, msg_id=ids[3]))
+        await asyncio.wait_for(recorder.started.wait(), 10)
+        answers.append(await r.post(BODY, msg_id=ids[3]))
+        recorder.gate.set()
+        answers.append(await held)
+    async with running(plugins=[failing.plugin]) as r:
+        answers.append(await r.post(BODY, msg_id=ids[4]))
+    logged = summaries(capsys)
+    assert answers == [
+        (200, {"status": "processed", "svix_id": ids[0]}),
+        (200, {"status": "duplicate", "svix_id": ids[0]}),
+        (200, {"status": "ignored", "svix_id": ids[1]}),
+        (202, {"status": "rejected", "svix_id": ids[2], "reason": "body is not a JSON object"}),
+        (400, {"error": "missing svix-id, svix-timestamp or svix-signature header"}),
+        (401, {"error": "no signature matches a configured secret"}),
+        (409, {"error": "delivery is being processed by another request", "svix_id": ids[3]}),
+        (200, {"status": "processed", "svix_id": ids[3]}),
+        (500, {"status": "failed", "svix_id": ids[4], "error": "a handler failed"}),
+    ]
+    assert logged == [
+        (200, "processed"),
+        (200, "duplicate"),
+        (200, "ignored"),
+        (202, "rejected"),
+        (400, "bad_request"),
+        (401, "invalid_signature"),
+        (409, "in_progress"),
+        (200, "processed"),
+        (500, "failed"),
+    ]
+
+
+async def test_a_signed_body_that_is_not_utf8_is_kept_as_bytes(running: Runner) -> None:
+    raw = b"\xff\xfe not utf-8"
+    headers = signed_headers(raw)
+    async with running(plugins=[Recorder().plugin]) as r:
+        status, body = await r.post(raw, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert (status, body["status"]) == (202, "rejected")
+    assert stored is not None
+    assert stored["payload"] == raw
+    assert stored["status"] == "rejected"
+    assert "error" in stored
+
+
+async def test_a_body_refused_before_reading_is_413_and_logged_untimed(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(clerk_sync_max_body_bytes=64) as r:
+        capsys.readouterr()
+        answer = await r.post(b"{" + b" " * 100 + b"}")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    summary = [line for line in lines if line.get("event") == "webhook"]
+    assert answer == (413, {"error": "body exceeds CLERK_SYNC_MAX_BODY_BYTES"})
+    assert len(summary) == 1
+    assert {k: summary[0][k] for k in ("svix_id", "outcome", "status", "duration_ms")} == {
+        "svix_id": None,
+        "outcome": "too_large",
+        "status": 413,
+        "duration_ms": 0.0,
+    }
