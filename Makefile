@@ -36,7 +36,7 @@ bench: install
 
 # mutation testing of the delivery path (docs/testing.md); not part of CI, about 20 minutes
 mutate: install
-	$(BIN)/python scripts/mutate.py
+	$(BIN)/python scripts/mutate.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .mutate

@@ -7,6 +7,8 @@ mutants after the file's path with `src.` stripped; this repository keeps the pa
 wire server, started here, serves every forked test run through TEST_MONGODB_URL.
 
 Not part of CI: it takes about twenty minutes. `MUTATE_JOBS` sets the parallel test runs (2).
+`MUTATE_KEEP=1` keeps `.mutate/` from the last run, so `make mutate ARGS='name ...'` re-checks
+chosen mutants (e.g. the survivors) against the current tests without regenerating the others.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ STAGE = ROOT / ".mutate"
 
 
 def stage() -> None:
+    if os.environ.get("MUTATE_KEEP") == "1" and (STAGE / "mutants").is_dir():
+        return
     shutil.rmtree(STAGE, ignore_errors=True)
     STAGE.mkdir()
     (STAGE / "src").symlink_to(ROOT / "service")

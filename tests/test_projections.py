@@ -18,6 +18,7 @@ from clerk_sync_sessions import plugin as sessions
 from clerk_sync_users import SCRUBBED
 from clerk_sync_users import plugin as users
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pymongo.errors import DuplicateKeyError
 
 from clerk_sync.projection import (
     dict_or_empty,
@@ -549,3 +550,39 @@ def test_raw_value_helpers_keep_only_their_type() -> None:
     assert [str_or_none(v) for v in ("a", 1, None, ["a"])] == ["a", None, None, None]
     assert [int_or_none(v) for v in (3, True, 1.5, "3", None)] == [3, None, None, None, None]
     assert [dict_or_empty(v) for v in ({"a": 1}, [1], None, "x")] == [{"a": 1}, {}, {}, {}]
+
+
+class Racing:
+    """The real collection, except that the first `raises` upserts lose a race: a concurrent
+    insert of the same `clerk_id` lands first (really written) and the upsert gets E11000."""
+
+    def __init__(self, real: AsyncIOMotorCollection[dict[str, Any]], raises: int) -> None:
+        self.real, self.raises, self.calls = real, raises, 0
+
+    async def find_one_and_update(self, query: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.raises:
+            if self.calls == 1:
+                await self.real.insert_one({**query, "name": "racer", "updated_at": at(T0)})
+            raise DuplicateKeyError("E11000 duplicate key error")
+        return await self.real.find_one_and_update(query, *args, **kw)
+
+
+@pytest.mark.parametrize(("version", "expected"), [(T0 + 1, "applied"), (T0 - 1, "stale")])
+async def test_upsert_losing_an_insert_race_retries_once_as_an_update(
+    collection: AsyncIOMotorCollection[dict[str, Any]], version: int, expected: str
+) -> None:
+    racing = Racing(collection, raises=1)
+    result = await upsert_if_newer(racing, "a", {"name": "mine"}, at(version))  # type: ignore[arg-type]
+    stored = await collection.find_one({"clerk_id": "a"}, {"_id": 0, "name": 1})
+    assert (result, racing.calls) == (expected, 2)
+    assert stored == {"name": "mine" if expected == "applied" else "racer"}
+
+
+async def test_upsert_losing_the_race_twice_raises(
+    collection: AsyncIOMotorCollection[dict[str, Any]],
+) -> None:
+    racing = Racing(collection, raises=5)
+    with pytest.raises(DuplicateKeyError):
+        await upsert_if_newer(racing, "a", {"name": "mine"}, at(T0))  # type: ignore[arg-type]
+    assert racing.calls == 2

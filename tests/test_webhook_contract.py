@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import MAX_ENVELOPE_DEPTH
@@ -511,3 +512,24 @@ async def test_a_body_refused_before_reading_is_413_and_logged_untimed(
         "status": 413,
         "duration_ms": 0.0,
     }
+
+
+async def test_a_handler_that_cannot_reach_mongodb_makes_a_503_with_retry_after(
+    running: Runner,
+) -> None:
+    """The delivery is recorded `failed`, but the sender is told to retry later, not that the
+    event is bad: the MongoDB rule of step 3, found by a handler."""
+    plugin = Plugin("offline")
+
+    @plugin.on("user.created")
+    async def lose_connection(event: Event, ctx: Context[None]) -> None:
+        raise AutoReconnect("connection closed")
+
+    headers = signed_headers(BODY)
+    async with running(plugins=[plugin]) as r:
+        response = await r.client.post("/webhooks/clerk", data=BODY, headers=headers)
+        stored = await r.event(headers["svix-id"])
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    assert stored is not None
+    assert stored["status"] == "failed"
