@@ -211,7 +211,7 @@ async def test_handlers_run_concurrently(running: Runner) -> None:
 
 
 async def test_an_attempt_whose_lease_was_taken_over_answers_409_and_writes_nothing(
-    running: Runner,
+    running: Runner, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Attempt 1 hangs past its lease; attempt 2 takes the delivery over and finishes it. When
     attempt 1 ends, its final write is refused (lease token) and it answers 409."""
@@ -238,8 +238,11 @@ async def test_an_attempt_whose_lease_was_taken_over_answers_409_and_writes_noth
         first_status, first_body = await first
         stored = await r.event(svix_id)
     assert (second, second_body["status"]) == (200, "processed")
-    assert first_status == 409
-    assert "lease expired" in first_body["error"]
+    assert (first_status, first_body) == (
+        409,
+        {"error": "lease expired; another attempt took over", "svix_id": svix_id},
+    )
+    assert summaries(capsys)[-1] == (409, "in_progress")
     assert stored is not None
     assert (stored["status"], stored["attempts"]) == ("processed", 2)
     assert stored["handlers"]["hang:hang_first"]["status"] == "ok"
@@ -458,7 +461,9 @@ async def test_each_answer_has_its_exact_body_and_outcome(
         answers.append(await held)
     async with running(plugins=[failing.plugin]) as r:
         answers.append(await r.post(BODY, msg_id=ids[4]))
-    logged = summaries(capsys)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    logged = [(x["status"], x["outcome"]) for x in lines if x.get("event") == "webhook"]
+    assert next(x["handlers"] for x in lines if x.get("event") == "webhook") == {"ok:record": "ok"}
     assert answers == [
         (200, {"status": "processed", "svix_id": ids[0]}),
         (200, {"status": "duplicate", "svix_id": ids[0]}),
@@ -515,7 +520,7 @@ async def test_a_body_refused_before_reading_is_413_and_logged_untimed(
 
 
 async def test_a_handler_that_cannot_reach_mongodb_makes_a_503_with_retry_after(
-    running: Runner,
+    running: Runner, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The delivery is recorded `failed`, but the sender is told to retry later, not that the
     event is bad: the MongoDB rule of step 3, found by a handler."""
@@ -529,7 +534,14 @@ async def test_a_handler_that_cannot_reach_mongodb_makes_a_503_with_retry_after(
     async with running(plugins=[plugin]) as r:
         response = await r.client.post("/webhooks/clerk", data=BODY, headers=headers)
         stored = await r.event(headers["svix-id"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    warnings = [x for x in lines if x.get("event") == "store_unavailable"]
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
+    assert await response.get_json() == {
+        "error": "storage unavailable, retry later",
+        "svix_id": headers["svix-id"],
+    }
+    assert [w["error"] for w in warnings] == ["a handler could not reach MongoDB"]
     assert stored is not None
     assert stored["status"] == "failed"
