@@ -13,10 +13,12 @@ from pymongo.errors import AutoReconnect
 
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import MAX_ENVELOPE_DEPTH
+from clerk_sync.pipeline import Receiver
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
 
 USER = {"id": "user_1", "object": "user", "updated_at": 1_700_000_000_000}
+LEASE = datetime(2026, 1, 1, 12, 0, 15, tzinfo=UTC)
 BODY = envelope("user.created", USER)
 
 
@@ -388,6 +390,8 @@ async def test_signed_json_mongodb_cannot_store_is_rejected_with_raw_text(runnin
     assert (status, body["status"]) == (202, "rejected")
     assert stored is not None
     assert stored["payload"] == raw.decode()
+    assert stored["type"] == "user.created", "the type is known: the envelope parsed"
+    assert stored["error"].startswith("payload cannot be stored as BSON")
 
 
 def _nested(depth: int, kind: str) -> object:
@@ -545,3 +549,21 @@ async def test_a_handler_that_cannot_reach_mongodb_makes_a_503_with_retry_after(
     assert [w["error"] for w in warnings] == ["a handler could not reach MongoDB"]
     assert stored is not None
     assert stored["status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        ({"status": "processing", "lease_until": LEASE}, False),  # the lease ends exactly now
+        ({"status": "processing", "lease_until": LEASE - timedelta(milliseconds=1)}, True),
+        ({"status": "processing", "lease_until": None}, False),
+        ({"status": "failed", "lease_until": LEASE}, True),
+        ({"status": "processed", "lease_until": None}, False),
+    ],
+)
+def test_a_claim_is_taken_only_from_a_failed_or_an_expired_lease(
+    before: dict[str, Any], expected: bool
+) -> None:
+    """The same rule as the store's claim condition (`lease_until < now`, strict), so an attempt
+    never runs handlers while the lease of another still holds, not even at its last instant."""
+    assert Receiver._claimed(before, LEASE.timestamp()) is expected
