@@ -34,6 +34,7 @@ class Attempt:
     status: int | None  # None: transport error
     at: float
     body: str = ""
+    retry_after: str | None = None
 
 
 @dataclass
@@ -76,7 +77,12 @@ class Sender:
         try:
             response = await client.post(url + PATH, content=delivery.body, headers=headers)
             attempt = Attempt(
-                delivery.svix_id, url, response.status_code, time.time(), response.text[:200]
+                delivery.svix_id,
+                url,
+                response.status_code,
+                time.time(),
+                response.text[:200],
+                response.headers.get("Retry-After"),
             )
         except httpx.HTTPError as error:
             attempt = Attempt(delivery.svix_id, url, None, time.time(), type(error).__name__)
