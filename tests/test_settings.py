@@ -103,9 +103,14 @@ def test_an_empty_variable_leaves_the_env_file_value(
     assert settings.mongodb_db == "from_file"
 
 
-def test_env_example_as_shipped_loads_every_installed_plugin(tmp_path: Path) -> None:
+def test_env_example_as_shipped_loads_every_installed_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mongodb_url: str
+) -> None:
     """`cp .env.example .env`, fill in the signing secret, and `clerk-sync check` passes with
-    every installed plugin loaded (no empty line stops start-up or disables a plugin)."""
+    every installed plugin loaded (no empty line stops start-up or disables a plugin). `check`
+    needs a MongoDB server: the test's, given in the environment, so the `.env` file keeps every
+    other line as it ships (its empty `MONGODB_URL=` must not hide the environment's value)."""
+    monkeypatch.setenv("MONGODB_URL", mongodb_url)
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
     text = (tmp_path / ".env").read_text()
     assert "\nCLERK_WEBHOOK_SIGNING_SECRET=\n" in text
