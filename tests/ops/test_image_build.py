@@ -224,7 +224,6 @@ def build(buildah: Buildah, context: Path, base: str, **build_args: str) -> Imag
         "--isolation",
         "chroot",
         "--pull-never",
-        "--force-rm",
         "--format",
         "docker",
         *(f"--build-arg={key}={value}" for key, value in arguments.items()),
