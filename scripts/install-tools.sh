@@ -27,3 +27,32 @@ if ! .tools/checkov-venv/bin/python -c "import importlib.metadata as m, sys; sys
     python3 -m venv .tools/checkov-venv
     .tools/checkov-venv/bin/pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"
 fi
+
+# buildah and mmdebstrap (Debian) build the image from the Dockerfile and run it without a Docker
+# engine (tests/ops/test_image_build.py). Where they cannot be installed, the reason is written to
+# .tools/image-build-tools.unavailable and that test is skipped with it, loudly; without that file
+# a missing tool fails the test.
+IMAGE_TOOLS_UNAVAILABLE=.tools/image-build-tools.unavailable
+if command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1; then
+    rm -f "$IMAGE_TOOLS_UNAVAILABLE"
+else
+    mkdir -p .tools
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    reason=""
+    if ! command -v apt-get >/dev/null 2>&1; then
+        reason="apt-get is not available here, so buildah and mmdebstrap cannot be installed"
+    elif [ -n "$SUDO" ] && ! sudo -n true >/dev/null 2>&1; then
+        reason="buildah and mmdebstrap need root to install (no password-less sudo)"
+    elif ! { $SUDO apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+            -o DPkg::Lock::Timeout=600 buildah mmdebstrap >/dev/null; }; then
+        reason="apt-get install buildah mmdebstrap failed"
+    fi
+    if [ -n "$reason" ]; then
+        echo "$reason" > "$IMAGE_TOOLS_UNAVAILABLE"
+        echo "WARNING: $reason: the image build test will be SKIPPED" >&2
+    else
+        rm -f "$IMAGE_TOOLS_UNAVAILABLE"
+    fi
+fi
