@@ -26,8 +26,15 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m clerk_sync serve` in a child process; its JSON log lines are collected."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, cwd: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        cwd: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # no shut-down drain unless a test asks for one: stopping would wait its 5 s default
         self.env = {**os.environ, "LOG_FORMAT": "json", "CLERK_SYNC_SHUTDOWN_DELAY": "0", **env}
