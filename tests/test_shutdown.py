@@ -25,7 +25,6 @@ from tests.processes import ServerProcess
 from tests.test_plugin_loading import install_fake_distribution
 
 DELAY = 3.0
-SLOW = 2.0  # seconds the in-flight request's handler sleeps, across the listener's close
 
 SLOW_SOURCE = """
     import asyncio
@@ -92,7 +91,7 @@ def test_sigterm_fails_readiness_at_once_serves_through_the_delay_and_exits_0(
         # every route keeps answering during the delay; every worker fails readiness
         answers = []
         readyz = []
-        while time.monotonic() - signalled < DELAY - SLOW / 2 - 0.3:
+        while time.monotonic() - signalled < DELAY - 1.5:
             body, headers = delivery("user.created")
             answers.append((headers["svix-id"], post(server.url, body, headers)))
             readyz.append(httpx.get(server.url + "/readyz", timeout=2).status_code)
@@ -100,7 +99,9 @@ def test_sigterm_fails_readiness_at_once_serves_through_the_delay_and_exits_0(
 
         # a delivery still in flight when the listener closes is answered
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            body, headers = delivery("user.updated", sleep=SLOW)
+            # sleeps until 1.5 s past the listener's close: still running when checked at 0.5 s
+            sleep = DELAY - (time.monotonic() - signalled) + 1.5
+            body, headers = delivery("user.updated", sleep=sleep)
             in_flight = pool.submit(post, server.url, body, headers)
             while time.monotonic() - signalled < DELAY + 0.5:
                 time.sleep(0.05)

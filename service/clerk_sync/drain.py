@@ -31,6 +31,7 @@ from hypercorn.utils import wrap_app
 
 from clerk_sync.runtime import Runtime
 
+WATCHED = {signal.SIGTERM, signal.SIGINT}
 POLL = 0.05  # seconds between looks at the shared events
 KILL_AFTER = 10.0  # seconds past delay + graceful timeout before a stuck worker is killed
 
@@ -89,11 +90,13 @@ async def drained(runtime: Runtime, delay: float, signals: Signals | None) -> No
 
     loop.add_signal_handler(signal.SIGTERM, drain.set)
     loop.add_signal_handler(signal.SIGINT, interrupted)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)  # a spawned worker starts blocked
     while not drain.is_set():
         if signals is not None and signals.drain.is_set():
             break
         await _sleep_until(drain, POLL)
-    runtime.begin_shutdown(0.0 if now.is_set() else delay)
+    skip = now.is_set() or (signals is not None and signals.now.is_set())
+    runtime.begin_shutdown(0.0 if skip else delay)
     deadline = loop.time() + delay
     while loop.time() < deadline:
         if now.is_set() or (signals is not None and signals.now.is_set()):
@@ -117,14 +120,18 @@ def _supervise(config: Config, sockets: Sockets, delay: float) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # Workers inherit the blocked mask, so a signal reaching them before they serve waits
+    # until their drain watches for it; the parent's own wait until its handlers are in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+    processes = [
+        context.Process(target=worker, args=(config, sockets, delay, signals))
+        for _ in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+    previous = {s: signal.signal(s, on_signal) for s in WATCHED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
     try:
-        processes = [
-            context.Process(target=worker, args=(config, sockets, delay, signals))
-            for _ in range(config.workers)
-        ]
-        for process in processes:
-            process.start()
         _close(sockets)  # the workers hold their own copies: the listener closes with theirs
         patience = delay + config.graceful_timeout + KILL_AFTER
         return _wait_for(processes, signals, received, patience)
