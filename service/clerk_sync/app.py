@@ -92,6 +92,8 @@ def _register_routes(app: Quart, runtime: Runtime) -> None:
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if runtime.shutting_down:  # answered at once, without asking MongoDB
+            return json_response({"status": "not_ready", "reasons": ["shutting down"]}, 503)
         reasons = []
         up = runtime.store is not None and await runtime.store.ping(within=1.0)
         runtime.metrics.mongodb_up.set(1 if up else 0)

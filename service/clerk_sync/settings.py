@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     clerk_sync_max_body_bytes: int = Field(default=1_048_576, gt=0)
     clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
+    clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)
     clerk_jwt_key: SecretStr | None = None
     clerk_jwks_url: str | None = None
     clerk_jwks_cache_seconds: float = Field(default=3600.0, gt=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -70,6 +70,21 @@ class Sender:
         ):
             for delivery in deliveries:
                 group.create_task(self._deliver(client, gate, delivery))
+
+    async def stream(self, deliveries: AsyncIterator[Delivery]) -> None:
+        """Deliver each delivery as it comes, at most `concurrency` at once (retries included),
+        on a fresh connection per attempt."""
+        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=0)
+        gate = asyncio.Semaphore(self.concurrency)
+        slots = asyncio.Semaphore(self.concurrency)
+        async with (
+            httpx.AsyncClient(timeout=self.timeout, limits=limits) as client,
+            asyncio.TaskGroup() as group,
+        ):
+            async for delivery in deliveries:
+                await slots.acquire()
+                task = group.create_task(self._deliver(client, gate, delivery))
+                task.add_done_callback(lambda _: slots.release())
 
     async def send_once(self, client: httpx.AsyncClient, delivery: Delivery, url: str) -> Attempt:
         """One attempt, signed now with the delivery's fixed svix-id."""
