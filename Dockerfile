@@ -8,9 +8,20 @@
 #
 # EXTRA_REQUIREMENTS is either a requirements file inside the build context or one or more
 # requirement specifiers separated by spaces. A derived image works too (docs/deploy.md).
+#
+# Without network access to an index (air-gapped), put every wheel the build needs in a
+# directory of the build context and name it; pip then installs only from there:
+#
+#   docker build -t clerk-sync --build-arg WHEELHOUSE=wheelhouse .
+#
+# PYTHON_IMAGE replaces the base image of both stages (a mirror, or a local stand-in).
+
+ARG PYTHON_IMAGE=python:3.13-slim
 
 # ---- builder: wheels for the core, the built-in plugins and every dependency -------------
-FROM python:3.13-slim AS builder
+FROM ${PYTHON_IMAGE} AS builder
+
+ARG WHEELHOUSE=""
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -22,17 +33,25 @@ COPY service/ service/
 COPY plugins/ plugins/
 
 # One resolution for all four distributions: the plugins' `clerk-sync` requirement is met
-# by the local core, never by an index.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels \
+# by the local core, never by an index. With WHEELHOUSE, dependencies and build backends come
+# only from that directory of the build context.
+RUN --mount=type=bind,source=.,target=/context \
+    set --; \
+    if [ -n "${WHEELHOUSE}" ]; then \
+        if [ ! -d "/context/${WHEELHOUSE}" ]; then \
+            echo "WHEELHOUSE=${WHEELHOUSE} is not a directory of the build context" >&2; \
+            exit 1; \
+        fi; \
+        set -- --no-index --find-links "/context/${WHEELHOUSE}"; \
+    fi; \
+    pip wheel --no-cache-dir "$@" --wheel-dir /wheels \
         . \
         plugins/users \
         plugins/sessions \
         plugins/organizations
 
 # ---- runtime: no compilers, no caches, a fixed non-root user -----------------------------
-FROM python:3.13-slim
-
-ARG EXTRA_REQUIREMENTS=""
+FROM ${PYTHON_IMAGE}
 
 LABEL org.opencontainers.image.title="clerk-sync" \
       org.opencontainers.image.description="Receives Clerk webhooks and keeps MongoDB in sync" \
@@ -60,7 +79,10 @@ RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     && pip check
 
 # Plugin packages chosen at build time: a requirements file from the build context, or
-# requirement specifiers separated by spaces.
+# requirement specifiers separated by spaces (declared here, so that changing them reuses the
+# layers above). With WHEELHOUSE they are installed from it only.
+ARG EXTRA_REQUIREMENTS=""
+ARG WHEELHOUSE=""
 RUN --mount=type=bind,source=.,target=/context \
     if [ -n "${EXTRA_REQUIREMENTS}" ]; then \
         requirements="/context/${EXTRA_REQUIREMENTS}"; \
@@ -68,7 +90,9 @@ RUN --mount=type=bind,source=.,target=/context \
             requirements=/tmp/extra-requirements.txt; \
             printf '%s\n' "${EXTRA_REQUIREMENTS}" | tr -s '[:blank:]' '\n' > "${requirements}"; \
         fi; \
-        pip install --no-cache-dir -r "${requirements}" \
+        set --; \
+        if [ -n "${WHEELHOUSE}" ]; then set -- --no-index --find-links "/context/${WHEELHOUSE}"; fi; \
+        pip install --no-cache-dir "$@" -r "${requirements}" \
         && pip check \
         && rm -f /tmp/extra-requirements.txt; \
     fi

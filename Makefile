@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # `make run PORT=8001` serves on another port
 PORT = 8000
 
-.PHONY: install run test lint tools bench clean
+.PHONY: install run test lint tools bench mutate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,5 +37,9 @@ test: install tools lint
 bench: install
 	$(BIN)/python -m bench
 
+# mutation testing of the delivery path (docs/testing.md); not part of CI, about 20 minutes
+mutate: install
+	$(BIN)/python scripts/mutate.py $(ARGS)
+
 clean:
-	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .mutate

@@ -26,10 +26,18 @@ def free_port() -> int:
 class ServerProcess:
     """`python -m clerk_sync serve` in a child process; its JSON log lines are collected."""
 
-    def __init__(self, env: dict[str, str], *, workers: int = 1, cwd: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        env: dict[str, str],
+        *,
+        workers: int = 1,
+        cwd: Path | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LOG_FORMAT": "json", **env}
+        # no shut-down drain unless a test asks for one: stopping would wait its 5 s default
+        self.env = {**os.environ, "LOG_FORMAT": "json", "CLERK_SYNC_SHUTDOWN_DELAY": "0", **env}
         self.workers = workers
         self.cwd = cwd
         self.lines: list[str] = []
@@ -77,6 +85,11 @@ class ServerProcess:
             except ValueError:
                 continue
         return found
+
+    def send_signal(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the server process only, as Kubernetes signals a container's PID 1."""
+        assert self.process is not None
+        self.process.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.process is None:

@@ -17,6 +17,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 
 from clerk_sync.auth.tokens import JwksKeys, StaticKey, TokenVerifier, fetch_json, token_from
@@ -377,3 +379,114 @@ def test_pem_with_escaped_newlines_loads_and_junk_is_a_config_error() -> None:
     assert StaticKey.from_pem(pem.replace("\n", "\\n")).key.key_size == 2048
     with pytest.raises(ConfigError, match="CLERK_JWT_KEY"):
         StaticKey.from_pem("not a key")
+
+
+# --- the JWKS cache lifetime and malformed claims ------------------------------------------
+
+
+async def test_a_key_removed_from_the_jwks_is_refused_after_the_cache_lifetime(
+    jwks: JwksServer,
+) -> None:
+    """Without any unknown `kid` to force a refetch, the cache lifetime alone retires a key."""
+    one, two = signer("ins_key_one"), signer("ins_key_two")
+    clock = FakeClock()
+    keys = JwksKeys(jwks.url, clock=clock, max_age=3600)
+    verifier = TokenVerifier(keys)
+    assert (await verifier.verify(one.token())).user_id == USER_ID
+    jwks.keys = [two.jwk]  # `one` is retired (compromised, say) and `two` rotated in
+    clock.now += 3599
+    assert (await verifier.verify(one.token())).user_id == USER_ID  # still within the lifetime
+    assert jwks.requests == 1
+    clock.now += 1
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(one.token())
+    assert caught.value.reason == "key_not_found"
+    assert jwks.requests == 2
+    assert (await verifier.verify(two.token())).user_id == USER_ID
+
+
+async def test_an_expired_cache_that_cannot_be_refreshed_trusts_no_old_key(
+    jwks: JwksServer,
+) -> None:
+    one = signer("ins_key_one")
+    clock = FakeClock()
+    keys = JwksKeys(jwks.url, clock=clock, max_age=60)
+    await keys.key_for(one.kid)
+    jwks.failing = True
+    clock.now += 60
+    with pytest.raises(AuthError) as caught:
+        await keys.key_for(one.kid)
+    assert caught.value.reason == "jwks_unavailable"
+    jwks.failing = False
+    clock.now += 10  # the refetch rate limit has passed
+    assert await keys.key_for(one.kid) is not None
+    assert jwks.requests == 3
+
+
+async def test_the_jwks_cache_lifetime_comes_from_the_setting(
+    running: Runner, jwks: JwksServer
+) -> None:
+    async with running(clerk_jwks_url=jwks.url, clerk_jwks_cache_seconds=120) as r:
+        keys = r.app.extensions["clerk_sync.read_api"].keys
+    assert keys.max_age == 120
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("azp as a list", {"azp": [ORIGIN]}),
+        ("azp as an object", {"azp": {"origin": ORIGIN}}),
+        ("exp beyond any float", {"exp": 10**400}),
+        ("nbf beyond any float", {"nbf": -(10**400)}),
+        ("sub with a lone surrogate", {"sub": "user_\ud800"}),
+        ("sub as a number", {"sub": 42}),
+        ("sid as a list", {"sid": ["sess_1"]}),
+        ("sid with a lone surrogate", {"sid": "sess_\udfff"}),
+    ],
+)
+async def test_a_malformed_claim_is_a_401_claims_invalid(
+    running: Runner, name: str, overrides: dict[str, Any]
+) -> None:
+    """Tokens signed with the instance key whose claims have the wrong type or shape."""
+    good = signer("ins_key_one")
+    async with running(
+        clerk_jwt_key=good.pem, clerk_issuer=ISSUER, clerk_authorized_parties=ORIGIN
+    ) as r:
+        response = await r.client.get("/api/v1/me", headers=bearer(good.token(**overrides)))
+        body = await response.get_json()
+    assert (name, response.status_code, body["reason"]) == (name, 401, "claims_invalid")
+    assert isinstance(body["error"], str)
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**500), max_value=10**500)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+CLAIMS = ("exp", "nbf", "iat", "iss", "sub", "sid", "azp", "sts")
+REASONS = {"claims_invalid", "token_expired", "token_not_yet_valid", "issuer_invalid"}
+REASONS |= {"azp_not_allowed", "session_pending"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(CLAIMS), value=JSON_VALUES)
+def test_any_claim_value_gives_a_session_or_an_auth_error(name: str, value: Any) -> None:
+    """Whatever type a claim holds, the verifier answers with a usable session or an AuthError
+    (a 401 with its reason), never another exception (a 500)."""
+    verifier = pem_verifier(clock=FakeClock(time.time()))
+    claims = {**claims_now(), name: value}
+    try:
+        session = verifier.check(claims)
+    except AuthError as error:
+        reason = error.reason
+        assert reason in REASONS
+        return
+    session.user_id.encode("utf-8")
+    assert session.user_id
+    assert session.session_id is None or isinstance(session.session_id, str)

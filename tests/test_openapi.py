@@ -18,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 from pymongo import MongoClient
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 import clerk_sync
 from clerk_sync.openapi import openapi_document
@@ -145,8 +146,14 @@ def test_live_answers_conform_to_the_document(server: ServerProcess) -> None:
         suppress_health_check=list(HealthCheck),
     )
     def conforms(case: schemathesis.Case[Any]) -> None:
-        response = case.call_and_validate(headers=auth)
+        # a cursor carries an HMAC (docs/read-api.md): one the service did not hand out is a 400
+        # `cursor_invalid` although it matches the schema's pattern, which no schema can express
+        forged_cursor = (case.query or {}).get("cursor") is not None
+        excluded = [positive_data_acceptance] if forged_cursor else []
+        response = case.call_and_validate(headers=auth, excluded_checks=excluded)
         assert response.status_code < 500
+        if forged_cursor and response.status_code == 400:
+            assert response.json()["reason"] in ("cursor_invalid", "limit_invalid")
 
     conforms()
     errors = [e for e in server.events() if e.get("level") in ("error", "critical")]

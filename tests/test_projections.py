@@ -18,8 +18,15 @@ from clerk_sync_sessions import plugin as sessions
 from clerk_sync_users import SCRUBBED
 from clerk_sync_users import plugin as users
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
+from pymongo.errors import DuplicateKeyError
 
-from clerk_sync.projection import tombstone, upsert_if_newer
+from clerk_sync.projection import (
+    dict_or_empty,
+    int_or_none,
+    str_or_none,
+    tombstone,
+    upsert_if_newer,
+)
 from clerk_sync.testing import envelope, sample
 from tests.conftest import Runner, Running
 
@@ -475,3 +482,107 @@ async def test_upsert_after_a_tombstone_is_stale(
     result = await upsert_if_newer(collection, "a", {"name": "x"}, at(T0 + 1))
     assert result == "stale"
     assert await collection.count_documents({"name": "x"}) == 0
+
+
+@pytest.mark.parametrize(
+    ("stored", "updated_at", "expected"),
+    [
+        (None, at(T0), "applied"),  # new
+        ({"updated_at": at(T0)}, at(T0), "applied"),  # the same version again
+        ({"updated_at": at(T0)}, at(T0 + 1), "applied"),  # newer
+        ({"updated_at": at(T0 + 1)}, at(T0), "stale"),  # older
+        ({"updated_at": None}, at(T0), "applied"),  # stored undated
+        ({"updated_at": at(T0)}, None, "applied"),  # this one undated
+        ({"updated_at": at(T0), "deleted": True}, at(T0 + 1), "stale"),  # a tombstone
+        ({"deleted": True}, None, "stale"),
+    ],
+)
+async def test_upsert_if_newer_says_whether_it_applied_and_stores_accordingly(
+    collection: AsyncIOMotorCollection[dict[str, Any]],
+    stored: dict[str, Any] | None,
+    updated_at: datetime | None,
+    expected: str,
+) -> None:
+    if stored is not None:
+        await collection.insert_one({"clerk_id": "a", "name": "old", **stored})
+    result = await upsert_if_newer(collection, "a", {"name": "new"}, updated_at)
+    after = await collection.find_one({"clerk_id": "a"}, {"_id": 0})
+    assert result == expected
+    assert after is not None
+    assert after["name"] == ("new" if expected == "applied" else "old")
+    if expected == "applied":
+        assert (after["updated_at"], after["deleted"]) == (updated_at, False)
+
+
+async def test_tombstone_counts_what_it_changed(
+    collection: AsyncIOMotorCollection[dict[str, Any]],
+) -> None:
+    created = await tombstone(collection, {"clerk_id": "a"}, deleted_at=at(T0), upsert=True)
+    absent = await tombstone(collection, {"clerk_id": "b"}, deleted_at=at(T0))
+    await collection.insert_many([{"clerk_id": "c", "p": 1}, {"clerk_id": "d", "p": 1}])
+    existing = await tombstone(collection, {"clerk_id": "c"}, deleted_at=at(T0))
+    many = await tombstone(collection, {"p": 1}, deleted_at=at(T0 - 1), many=True)
+    assert (created, absent, existing, many) == (1, 0, 1, 2)
+    assert await collection.count_documents({"clerk_id": "b"}) == 0, "no upsert unless asked"
+    docs = await collection.find({}, {"_id": 0, "clerk_id": 1, "deleted_at": 1}).to_list(None)
+    assert sorted((d["clerk_id"], d.get("deleted_at")) for d in docs) == [
+        ("a", at(T0)),
+        ("c", at(T0 - 1)),
+        ("d", at(T0 - 1)),
+    ]
+
+
+async def test_tombstone_upsert_racing_an_insert_still_marks_the_document(
+    collection: AsyncIOMotorCollection[dict[str, Any]],
+) -> None:
+    """A duplicate-key error on the upsert (the object was inserted meanwhile) retries without
+    upsert; the filter here matches nothing an upsert could reuse, so the race is forced."""
+    await collection.insert_one({"clerk_id": "a", "name": "x"})
+    changed = await tombstone(
+        collection, {"clerk_id": "a", "name": "y"}, deleted_at=at(T0), upsert=True
+    )
+    stored = await collection.find_one({"clerk_id": "a"}, {"_id": 0})
+    assert changed == 0
+    assert stored == {"clerk_id": "a", "name": "x"}
+
+
+def test_raw_value_helpers_keep_only_their_type() -> None:
+    assert [str_or_none(v) for v in ("a", 1, None, ["a"])] == ["a", None, None, None]
+    assert [int_or_none(v) for v in (3, True, 1.5, "3", None)] == [3, None, None, None, None]
+    assert [dict_or_empty(v) for v in ({"a": 1}, [1], None, "x")] == [{"a": 1}, {}, {}, {}]
+
+
+class Racing:
+    """The real collection, except that the first `raises` upserts lose a race: a concurrent
+    insert of the same `clerk_id` lands first (really written) and the upsert gets E11000."""
+
+    def __init__(self, real: AsyncIOMotorCollection[dict[str, Any]], raises: int) -> None:
+        self.real, self.raises, self.calls = real, raises, 0
+
+    async def find_one_and_update(self, query: dict[str, Any], *args: Any, **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls <= self.raises:
+            if self.calls == 1:
+                await self.real.insert_one({**query, "name": "racer", "updated_at": at(T0)})
+            raise DuplicateKeyError("E11000 duplicate key error")
+        return await self.real.find_one_and_update(query, *args, **kw)
+
+
+@pytest.mark.parametrize(("version", "expected"), [(T0 + 1, "applied"), (T0 - 1, "stale")])
+async def test_upsert_losing_an_insert_race_retries_once_as_an_update(
+    collection: AsyncIOMotorCollection[dict[str, Any]], version: int, expected: str
+) -> None:
+    racing = Racing(collection, raises=1)
+    result = await upsert_if_newer(racing, "a", {"name": "mine"}, at(version))  # type: ignore[arg-type]
+    stored = await collection.find_one({"clerk_id": "a"}, {"_id": 0, "name": 1})
+    assert (result, racing.calls) == (expected, 2)
+    assert stored == {"name": "mine" if expected == "applied" else "racer"}
+
+
+async def test_upsert_losing_the_race_twice_raises(
+    collection: AsyncIOMotorCollection[dict[str, Any]],
+) -> None:
+    racing = Racing(collection, raises=5)
+    with pytest.raises(DuplicateKeyError):
+        await upsert_if_newer(racing, "a", {"name": "mine"}, at(T0))  # type: ignore[arg-type]
+    assert racing.calls == 2

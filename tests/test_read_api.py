@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ import pytest
 from clerk_sync_organizations import plugin as organizations_plugin
 from clerk_sync_users import plugin as users_plugin
 
-from clerk_sync.auth.read_api import decode_cursor, encode_cursor, parse_limit
+from clerk_sync.auth.read_api import cursor_key, decode_cursor, encode_cursor, parse_limit
 from clerk_sync.errors import ApiError
 from clerk_sync.testing import sample
 from tests.conftest import Runner, Running
@@ -321,10 +322,74 @@ async def test_storage_down_is_503_not_500(running: Runner) -> None:
     assert (status, body["reason"]) == (503, "storage_unavailable")
 
 
+KEY = b"k" * 32
+
+
 def test_cursor_round_trips_and_limit_bounds() -> None:
-    assert decode_cursor(encode_cursor("orgmem_2abc")) == "orgmem_2abc"
-    assert decode_cursor(None) is None
+    assert decode_cursor(KEY, ORG, encode_cursor(KEY, ORG, "orgmem_2abc")) == "orgmem_2abc"
+    assert decode_cursor(KEY, ORG, None) is None
     assert parse_limit(None) == 20
     assert parse_limit("100") == 100
     with pytest.raises(ApiError):
         parse_limit("1000")
+
+
+def _flip(cursor: str, at: int) -> str:
+    """The cursor with one base64url character changed."""
+    swapped = "B" if cursor[at] == "A" else "A"
+    return cursor[:at] + swapped + cursor[at + 1 :]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        _b64(b'{"$gt":""}'),  # any base64url used to be taken
+        _b64(b"orgmem_2abc"),  # the old, unauthenticated format
+        _b64(b"\x00" * 16 + b"orgmem_2abc"),  # a MAC of zeros
+        _b64(b"short"),  # shorter than a MAC
+        _flip(encode_cursor(KEY, ORG, "orgmem_2abc"), 3),  # the MAC changed
+        _flip(encode_cursor(KEY, ORG, "orgmem_2abc"), 24),  # the clerk_id changed
+        encode_cursor(KEY, OTHER_ORG, "orgmem_2abc"),  # handed out for another organization
+        encode_cursor(b"x" * 32, ORG, "orgmem_2abc"),  # made with another key
+    ],
+)
+def test_a_cursor_this_api_did_not_hand_out_is_refused(forged: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        decode_cursor(KEY, ORG, forged)
+    assert (caught.value.status, caught.value.reason) == (400, "cursor_invalid")
+
+
+async def test_a_tampered_cursor_is_400_over_http(running: Runner) -> None:
+    async with read_api(running) as r:
+        await seed_northwind(r, members=3)
+        _, first = await get(r, f"/api/v1/organizations/{ORG}/members?limit=1")
+        cursor = first["next_cursor"]
+        path = f"/api/v1/organizations/{ORG}/members?limit=1&cursor="
+        good, _ = await get(r, path + cursor)
+        answers = [await get(r, path + c) for c in (_flip(cursor, 5), _b64(b'{"$gt":""}'))]
+    assert good == 200
+    assert [(status, body["reason"]) for status, body in answers] == [
+        (400, "cursor_invalid"),
+        (400, "cursor_invalid"),
+    ]
+
+
+def test_cursor_key_is_shared_by_replicas_and_random_without_a_secret(
+    make_settings: Any,
+) -> None:
+    """Replicas with the same settings make the same key (a cursor from one works on another);
+    CLERK_SYNC_CURSOR_SECRET overrides; with no secret at all each process has its own key."""
+    replica_a, replica_b = make_settings(), make_settings()
+    configured = make_settings(clerk_sync_cursor_secret="shared-cursor-secret")
+    alone = make_settings(clerk_webhook_signing_secret="")
+    assert cursor_key(replica_a) == cursor_key(replica_b)
+    assert cursor_key(configured) == cursor_key(
+        make_settings(clerk_sync_cursor_secret="shared-cursor-secret")
+    )
+    assert cursor_key(configured) != cursor_key(replica_a)
+    assert cursor_key(alone) != cursor_key(alone)
+    assert len({cursor_key(replica_a), cursor_key(configured), cursor_key(alone)}) == 3

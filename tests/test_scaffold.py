@@ -10,6 +10,7 @@ import sys
 import tomllib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,12 @@ def test_new_plugin_installs_is_discovered_runs_and_passes_its_tests(
     )
     assert found[name].distribution == names.distribution
     assert sent.exit_code == 0, sent.output
+    delivered = json.loads(sample("user.created"))
+    signed_up_at = datetime.fromtimestamp(delivered["timestamp"] / 1000, UTC)
     assert stored == {
-        "_id": json.loads(sample("user.created"))["data"]["id"],
+        "_id": delivered["data"]["id"],
         "tag": "from-env",
-        "signed_up_at": stored["signed_up_at"],
+        "signed_up_at": signed_up_at.replace(tzinfo=None),  # the envelope time, read naive
     }
     assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
     assert "2 passed" in own_tests.stdout

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
 
-from clerk_sync import ConfigError
+import pytest
+from click.testing import CliRunner
+
+from clerk_sync import ConfigError, Settings
+from clerk_sync.cli import main
+from clerk_sync.plugins import discover
 from clerk_sync.settings import load_settings
+from clerk_sync.testing import TEST_SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = sorted(Settings.model_fields)
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
-    monkeypatch.chdir(str(tmp_path))  # no .env of the developer's
-    for name in ("CLERK_WEBHOOK_SIGNING_SECRET", "MONGODB_URL", "CLERK_SYNC_HANDLER_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    for name in list(os.environ):
+        if name.upper() in {f.upper() for f in FIELDS}:
+            monkeypatch.delenv(name)
+
+
+def default_of(name: str) -> Any:
+    return Settings.model_fields[name].get_default(call_default_factory=True)
 
 
 def test_defaults_match_the_design() -> None:
@@ -58,9 +76,65 @@ def test_bad_value_is_one_line_naming_the_variable(
     assert value not in message or name != "CLERK_WEBHOOK_SIGNING_SECRET", "secrets never echoed"
 
 
-def test_empty_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MONGODB_URL", "")
-    assert load_settings().mongodb_url is None
+@pytest.mark.parametrize("blank", ["", "  "])
+@pytest.mark.parametrize("name", FIELDS)
+def test_an_empty_variable_counts_as_unset(
+    monkeypatch: pytest.MonkeyPatch, name: str, blank: str
+) -> None:
+    """Every field of the model (a new one included): an empty variable gives the default."""
+    monkeypatch.setenv(name.upper(), blank)
+    assert getattr(load_settings(), name) == default_of(name)
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_an_empty_line_of_the_env_file_counts_as_unset(tmp_path: Path, name: str) -> None:
+    (tmp_path / ".env").write_text(f"{name.upper()}=\n")
+    assert getattr(load_settings(), name) == default_of(name)
+
+
+def test_an_empty_variable_leaves_the_env_file_value(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("CLERK_SYNC_PLUGINS=users\nMONGODB_DB=from_file\n")
+    monkeypatch.setenv("CLERK_SYNC_PLUGINS", "")
+    monkeypatch.setenv("MONGODB_DB", "")
+    settings = load_settings()
+    assert settings.clerk_sync_plugins == ("users",)
+    assert settings.mongodb_db == "from_file"
+
+
+def test_env_example_as_shipped_loads_every_installed_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mongodb_url: str
+) -> None:
+    """`cp .env.example .env`, fill in the signing secret, and `clerk-sync check` passes with
+    every installed plugin loaded (no empty line stops start-up or disables a plugin). `check`
+    needs a MongoDB server: the test's, given in the environment, so the `.env` file keeps every
+    other line as it ships (its empty `MONGODB_URL=` must not hide the environment's value)."""
+    monkeypatch.setenv("MONGODB_URL", mongodb_url)
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    text = (tmp_path / ".env").read_text()
+    assert "\nCLERK_WEBHOOK_SIGNING_SECRET=\n" in text
+    filled = text.replace(
+        "\nCLERK_WEBHOOK_SIGNING_SECRET=\n", f"\nCLERK_WEBHOOK_SIGNING_SECRET={TEST_SECRET}\n"
+    )
+    (tmp_path / ".env").write_text(filled)
+    result = CliRunner().invoke(main, ["check", "--json"])
+    report = json.loads(result.stdout)
+    statuses = {p["name"]: p["status"] for p in report["plugins"]}
+    assert (result.exit_code, report["problems"]) == (0, [])
+    assert statuses == dict.fromkeys({c.name for c in discover()}, "loaded")
+    assert {"users", "sessions", "organizations"} <= set(statuses)
+
+
+def test_the_configuration_reference_names_every_setting() -> None:
+    text = (ROOT / "docs/configuration.md").read_text()
+    assert [f for f in FIELDS if f"`{f.upper()}`" not in text] == []
+
+
+def test_env_example_names_every_setting() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    named = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+    assert named == {f.upper() for f in FIELDS}
 
 
 def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,6 +85,9 @@ def _register_routes(app: Quart, runtime: Runtime) -> None:
 
     @app.get("/readyz")
     async def readyz() -> Response:
+        if runtime.shutting_down:  # answered at once, without asking MongoDB
+            leaving = probes.NotReady(status="not_ready", reasons=["shutting down"])
+            return json_response(leaving.model_dump(), 503)
         reasons = []
         up = runtime.store is not None and await runtime.store.ping(within=1.0)
         runtime.metrics.mongodb_up.set(1 if up else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
@@ -36,6 +37,7 @@ class Runtime:
     log: FilteringBoundLogger
     store: Store | None = None
     indexes_ready: bool = False
+    shutting_down: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -100,6 +102,13 @@ class Runtime:
                 continue
             up = await self.store.ping(within=1.0)
             self.metrics.mongodb_up.set(1 if up else 0)
+
+    def begin_shutdown(self, delay: float) -> None:
+        """From now on readiness fails (`shutting down`); routes are served until the listener
+        closes `delay` seconds later (DESIGN.md, "Shut-down")."""
+        if not self.shutting_down:
+            self.shutting_down = True
+            self.log.info("shutting_down", delay_seconds=delay, pid=os.getpid())
 
     async def stop(self) -> None:
         for task in self.tasks:

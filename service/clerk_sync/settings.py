@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clerk_sync.errors import ConfigError
@@ -30,8 +30,15 @@ def _default_log_format() -> LogFormat:
 class Settings(BaseSettings):
     """Every setting of the service; see docs/configuration.md for each one."""
 
+    # An empty variable counts as unset, for every setting: `env_ignore_empty` lets an empty
+    # environment variable fall through to `.env` and then to the default; `_blank_is_unset`
+    # drops what is still blank (spaces only, an empty keyword) before any field sees it.
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
     )
 
     clerk_webhook_signing_secret: Annotated[tuple[SecretStr, ...], NoDecode] = ()
@@ -44,14 +51,24 @@ class Settings(BaseSettings):
     clerk_sync_max_body_bytes: int = Field(default=1_048_576, gt=0)
     clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
+    clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)
     clerk_jwt_key: SecretStr | None = None
     clerk_jwks_url: str | None = None
+    clerk_jwks_cache_seconds: float = Field(default=3600.0, gt=0)
+    clerk_sync_cursor_secret: SecretStr | None = None
     clerk_issuer: str | None = None
     clerk_authorized_parties: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
     log_level: LogLevel = "info"
     log_format: LogFormat = Field(default_factory=_default_log_format)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_unset(cls, values: object) -> object:
+        if not isinstance(values, dict):
+            return values
+        return {k: v for k, v in values.items() if not (isinstance(v, str) and not v.strip())}
 
     @field_validator(
         "clerk_sync_plugins",
@@ -77,18 +94,6 @@ class Settings(BaseSettings):
                 raise ValueError("each secret must start with 'whsec_'")
             decode_secret(secret.get_secret_value())
         return value
-
-    @field_validator(
-        "mongodb_url",
-        "clerk_jwt_key",
-        "clerk_jwks_url",
-        "clerk_issuer",
-        "clerk_secret_key",
-        mode="before",
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ import helm_python
 import pytest
 import yaml
 
+from clerk_sync.cli.server import GRACEFUL_TIMEOUT
 from tests.tools import INSTALL, run, tool
 
 pytestmark = pytest.mark.ops
@@ -437,6 +438,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
         "MONGODB_DB": "clerk_sync",
         "CLERK_SYNC_MAX_BODY_BYTES": "1048576",
         "CLERK_SYNC_HANDLER_TIMEOUT": "10",
+        "CLERK_SYNC_SHUTDOWN_DELAY": "5",
         "CLERK_SYNC_EVENT_RETENTION_DAYS": "30",
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",
@@ -448,6 +450,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
         "CLERK_SYNC_REQUIRED_PLUGINS": "users,organizations",
         "CLERK_SYNC_MAX_BODY_BYTES": "2097152",
         "CLERK_SYNC_HANDLER_TIMEOUT": "7.5",
+        "CLERK_SYNC_SHUTDOWN_DELAY": "10",
         "CLERK_SYNC_EVENT_RETENTION_DAYS": "90",
         "CLERK_ISSUER": "https://clerk.example.com",
         "CLERK_AUTHORIZED_PARTIES": "https://app.example.com,https://admin.example.com",
@@ -746,6 +749,42 @@ def test_schema_rejects_wrong_types_and_unknown_keys(values: dict[str, Any], pat
     assert path in message
 
 
+@pytest.mark.parametrize(
+    ("values", "grace", "delay"),
+    [
+        ({"terminationGracePeriodSeconds": 20}, "20", "5"),
+        ({"terminationGracePeriodSeconds": 8}, "8", "5"),
+        ({"config": {"shutdownDelay": 20}}, "30", "20"),
+        ({"terminationGracePeriodSeconds": 25, "config": {"shutdownDelay": 12.5}}, "25", "12.5"),
+    ],
+)
+def test_a_grace_period_not_above_delay_plus_graceful_timeout_fails_naming_both(
+    values: dict[str, Any], grace: str, delay: str
+) -> None:
+    """The kubelet would SIGKILL a pod still draining or finishing requests: rendering stops
+    with a message naming the grace period, the shut-down delay and the graceful timeout."""
+    message = render_error(merged(REQUIRED, values))
+    assert f"terminationGracePeriodSeconds ({grace}) must exceed" in message
+    assert f"config.shutdownDelay ({delay}, CLERK_SYNC_SHUTDOWN_DELAY)" in message
+    # the chart's figure is the server's own graceful timeout
+    assert f"graceful timeout ({GRACEFUL_TIMEOUT:g})" in message
+
+
+def test_a_grace_period_above_delay_plus_graceful_timeout_renders(
+    rendered: dict[str, Rendered],
+) -> None:
+    def grace(docs: list[dict[str, Any]]) -> int:
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+        value: int = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        return value
+
+    assert grace(rendered["defaults"].docs) == 30  # 5 + 15 < 30
+    assert grace(rendered["full"].docs) == 40  # 10 + 15 < 40
+    assert grace(render_docs({**REQUIRED, "terminationGracePeriodSeconds": 21})) == 21
+    no_delay = {**REQUIRED, "config": {"shutdownDelay": 0}, "terminationGracePeriodSeconds": 16}
+    assert grace(render_docs(no_delay)) == 16
+
+
 def test_ingress_needs_a_host_when_enabled() -> None:
     message = render_error({**REQUIRED, "ingress": {"enabled": True}})
     assert "/ingress" in message
@@ -795,6 +834,11 @@ def test_schema_error_shown_in_the_deploy_guide_is_the_real_one() -> None:
     (shown,) = [block for block in code_blocks("text") if "anyOf" in block]
     message = render_error({"secrets": {"webhookSigningSecret": "whsec_dGVzdA=="}})
     assert shown.strip() in message
+
+
+def test_grace_period_error_shown_in_the_deploy_guide_is_the_real_one() -> None:
+    (shown,) = [b for b in code_blocks("text") if "terminationGracePeriodSeconds (" in b]
+    assert shown.strip() in render_error({**REQUIRED, "terminationGracePeriodSeconds": 20})
 
 
 def test_reconcile_cronjob_runs_reconcile_with_the_release_secret(

@@ -1,8 +1,8 @@
 """Offline checks of the image recipe (Dockerfile, .dockerignore) and of skaffold.yaml.
 
-No Docker engine is available here: the image is never built. These tests lint the recipe,
-check its structure against what the chart and the docs rely on, and run the shell script
-that installs EXTRA_REQUIREMENTS with a stand-in `pip`.
+These tests lint the recipe, check its structure against what the chart and the docs rely on,
+and run its pip scripts (the builder's wheels, EXTRA_REQUIREMENTS, with and without a wheelhouse)
+with a stand-in `pip`. The image itself is built and run by test_image_build.py.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,23 @@ def instructions(text: str) -> list[tuple[str, str]]:
     return found
 
 
+def global_arguments() -> list[str]:
+    """The ARGs before the first FROM (the only instruction Docker allows there)."""
+    found = []
+    for keyword, args in instructions(DOCKERFILE.read_text()):
+        if keyword == "FROM":
+            return found
+        assert keyword == "ARG", f"{keyword} before the first FROM"
+        found.append(args)
+    raise AssertionError("the Dockerfile has no FROM")
+
+
 def stages() -> list[list[tuple[str, str]]]:
     """The Dockerfile's build stages, each starting with its FROM."""
     result: list[list[tuple[str, str]]] = []
-    for instruction in instructions(DOCKERFILE.read_text()):
+    for instruction in instructions(DOCKERFILE.read_text())[len(global_arguments()) :]:
         if instruction[0] == "FROM":
             result.append([])
-        assert result, "the Dockerfile must start with FROM"
         result[-1].append(instruction)
     return result
 
@@ -88,9 +100,12 @@ def test_derived_image_example_of_the_deploy_guide_passes_hadolint(tmp_path: Pat
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_builder_and_runtime_stages_both_use_python_3_13_slim() -> None:
+def test_builder_and_runtime_stages_both_use_python_3_13_slim_unless_told_otherwise() -> None:
+    """Both stages take their base from one build argument (a mirror or a local stand-in, see
+    docs/deploy.md) whose default is the official image."""
+    assert global_arguments() == ["PYTHON_IMAGE=python:3.13-slim"]
     froms = [stage[0][1] for stage in stages()]
-    assert froms == ["python:3.13-slim AS builder", "python:3.13-slim"]
+    assert froms == ["${PYTHON_IMAGE} AS builder", "${PYTHON_IMAGE}"]
 
 
 #: Plugins kept in the repository but not installed by default (docs/plugins.md shows how).
@@ -102,7 +117,7 @@ def test_builder_makes_wheels_of_the_core_and_every_built_in_plugin() -> None:
     plugins' `clerk-sync` requirement is met by the local core."""
     (builder, _) = stages()
     (wheel,) = [run for run in arguments(builder, "RUN") if "pip wheel" in run]
-    words = shlex.split(wheel)
+    words = shlex.split(wheel[wheel.index("pip wheel") :])
     assert "--no-cache-dir" in words
     assert words[words.index("--wheel-dir") + 1] == "/wheels"
     targets = [w for w in words[words.index("/wheels") + 1 :] if not w.startswith("-")]
@@ -165,13 +180,20 @@ def test_python_writes_no_bytecode_and_does_not_buffer_output() -> None:
     assert "PYTHONUNBUFFERED=1" in env
 
 
+def stage_shell(stage: list[tuple[str, str]]) -> list[str]:
+    """The stage's SHELL, or Docker's default."""
+    shells = [json.loads(a) for a in arguments(stage, "SHELL")]
+    shell: list[str] = shells[-1] if shells else ["/bin/sh", "-c"]
+    return shell
+
+
 def test_run_scripts_are_valid_shell() -> None:
-    """Every RUN of the runtime stage parses in the stage's SHELL."""
-    stage = final_stage()
-    (shell,) = [json.loads(a) for a in arguments(stage, "SHELL")]
-    for script in arguments(stage, "RUN"):
-        result = run(*shell[:-1], "-n", "-c", strip_mounts(script)[0])
-        assert result.returncode == 0, result.stderr
+    """Every RUN of both stages parses in its stage's SHELL."""
+    for stage in stages():
+        shell = stage_shell(stage)
+        for script in arguments(stage, "RUN"):
+            result = run(*shell[:-1], "-n", "-c", strip_mounts(script)[0])
+            assert result.returncode == 0, result.stderr
 
 
 def strip_mounts(run_arguments: str) -> tuple[str, list[str]]:
@@ -185,14 +207,14 @@ def strip_mounts(run_arguments: str) -> tuple[str, list[str]]:
     return script, targets
 
 
-class ExtraRequirementsScript:
-    """The Dockerfile's EXTRA_REQUIREMENTS script, run here with a stand-in `pip` that logs its
-    calls (and the requirements file it was given); a temp directory plays the build context."""
+class StageScript:
+    """A RUN script of the Dockerfile (the one of `stage` mentioning `marker`), run here with a
+    stand-in `pip` that logs its calls (and the requirements file it was given); a temp directory
+    plays the build context."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        stage = final_stage()
-        (self.shell,) = [json.loads(a) for a in arguments(stage, "SHELL")]
-        (script,) = [run for run in arguments(stage, "RUN") if "EXTRA_REQUIREMENTS" in run]
+    def __init__(self, tmp_path: Path, stage: list[tuple[str, str]], marker: str) -> None:
+        self.shell = stage_shell(stage)
+        (script,) = [run for run in arguments(stage, "RUN") if marker in run]
         script, (context_target,) = strip_mounts(script)
         self.context = tmp_path / "context"
         self.scratch = tmp_path / "scratch"
@@ -215,20 +237,36 @@ class ExtraRequirementsScript:
         )
         stub.chmod(0o755)
 
-    def __call__(self, extra: str) -> list[str]:
-        """The pip calls (and requirement lines) for EXTRA_REQUIREMENTS=`extra`."""
+    def attempt(self, **build_args: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+        """Run the script with these build arguments (as environment variables, the way Docker
+        passes a stage's ARGs): its result and the pip calls it made."""
         env = {
             **os.environ,
             "PATH": f"{self.bin}{os.pathsep}{os.environ['PATH']}",
             "PIP_LOG": str(self.log),
-            "EXTRA_REQUIREMENTS": extra,
+            **build_args,
         }
         self.log.write_text("")
         result = run(*self.shell, self.script, env=env)
+        text = self.log.read_text().replace(str(self.scratch), "/tmp")
+        return result, text.replace(str(self.context), "CTX").splitlines()
+
+    def __call__(self, **build_args: str) -> list[str]:
+        """The pip calls (and requirement lines) of a successful run."""
+        result, calls = self.attempt(**build_args)
         assert result.returncode == 0, result.stderr
         assert list(self.scratch.iterdir()) == [], "the generated requirements file must go"
-        text = self.log.read_text().replace(str(self.scratch), "/tmp")
-        return text.replace(str(self.context), "CTX").splitlines()
+        return calls
+
+
+class ExtraRequirementsScript(StageScript):
+    """The runtime stage's EXTRA_REQUIREMENTS script; called with EXTRA_REQUIREMENTS's value."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        super().__init__(tmp_path, final_stage(), "EXTRA_REQUIREMENTS")
+
+    def __call__(self, extra: str = "", **build_args: str) -> list[str]:  # type: ignore[override]
+        return super().__call__(EXTRA_REQUIREMENTS=extra, **build_args)
 
 
 @pytest.fixture
@@ -236,8 +274,54 @@ def extra_requirements(tmp_path: Path) -> ExtraRequirementsScript:
     return ExtraRequirementsScript(tmp_path)
 
 
-def test_extra_requirements_is_declared_in_the_runtime_stage() -> None:
-    assert arguments(final_stage(), "ARG") == ['EXTRA_REQUIREMENTS=""']
+@pytest.fixture
+def builder_wheels(tmp_path: Path) -> StageScript:
+    """The builder stage's `pip wheel` script."""
+    return StageScript(tmp_path, stages()[0], "pip wheel")
+
+
+def test_extra_requirements_and_wheelhouse_are_declared_in_the_runtime_stage() -> None:
+    assert arguments(final_stage(), "ARG") == ['EXTRA_REQUIREMENTS=""', 'WHEELHOUSE=""']
+    assert arguments(stages()[0], "ARG") == ['WHEELHOUSE=""']
+
+
+BUILDER_TARGETS = [". plugins/users plugins/sessions plugins/organizations"]
+
+
+def test_builder_without_wheelhouse_resolves_from_the_index(builder_wheels: StageScript) -> None:
+    calls = builder_wheels(WHEELHOUSE="")
+    assert [" ".join(c.split()) for c in calls] == [
+        f"pip wheel --no-cache-dir --wheel-dir /wheels {BUILDER_TARGETS[0]}"
+    ]
+
+
+def test_builder_with_a_wheelhouse_installs_only_from_it(builder_wheels: StageScript) -> None:
+    """Offline mode: no index at all, every distribution found in the wheelhouse directory."""
+    (builder_wheels.context / "wheelhouse").mkdir()
+    calls = builder_wheels(WHEELHOUSE="wheelhouse")
+    assert [" ".join(c.split()) for c in calls] == [
+        "pip wheel --no-cache-dir --no-index --find-links CTX/wheelhouse --wheel-dir /wheels "
+        + BUILDER_TARGETS[0]
+    ]
+
+
+def test_builder_with_a_missing_wheelhouse_stops_naming_it(builder_wheels: StageScript) -> None:
+    result, calls = builder_wheels.attempt(WHEELHOUSE="vendor/wheels")
+    assert result.returncode == 1
+    assert "WHEELHOUSE=vendor/wheels is not a directory of the build context" in result.stderr
+    assert calls == []
+
+
+def test_extra_requirements_with_a_wheelhouse_install_only_from_it(
+    extra_requirements: ExtraRequirementsScript,
+) -> None:
+    calls = extra_requirements("clerk-sync-audit-log==0.1.0", WHEELHOUSE="wheelhouse")
+    assert calls == [
+        "pip install --no-cache-dir --no-index --find-links CTX/wheelhouse"
+        " -r /tmp/extra-requirements.txt",
+        "| clerk-sync-audit-log==0.1.0",
+        "pip check",
+    ]
 
 
 def test_without_extra_requirements_pip_is_not_called(
@@ -270,6 +354,34 @@ def test_extra_requirements_given_as_a_file_of_the_build_context_are_installed(
         "pip install --no-cache-dir -r CTX/requirements-plugins.txt",
         "| audit==1",
         "pip check",
+    ]
+
+
+def test_air_gapped_guide_puts_every_distribution_and_build_backend_in_the_wheelhouse() -> None:
+    """docs/deploy.md's wheelhouse recipe names every plugin of the repository and every build
+    backend of their pyproject files, and builds with it as the test of the image does."""
+    guide = (REPO_ROOT / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"(?ms)^```sh\n(.*?)^```", guide)
+    (block,) = [b for b in blocks if "pip wheel" in b and "WHEELHOUSE=wheelhouse" in b]
+    commands = [shlex.split(c) for c in block.replace("\\\n", " ").splitlines()]
+    (wheel,) = [c for c in commands if c[1:4] == ["-m", "pip", "wheel"]]
+    assert wheel[4:6] == ["--wheel-dir", "wheelhouse"]
+    targets = set(wheel[6:])
+    plugin_pyprojects = sorted(REPO_ROOT.glob("plugins/*/pyproject.toml"))
+    plugins = {path.parent.relative_to(REPO_ROOT).as_posix() for path in plugin_pyprojects}
+    assert {".", *plugins} <= targets
+    backends = {
+        requirement
+        for path in (REPO_ROOT / "pyproject.toml", *plugin_pyprojects)
+        for requirement in tomllib.loads(path.read_text())["build-system"]["requires"]
+    }
+    assert backends <= targets
+    builds = [c for c in commands if c[:2] == ["docker", "build"]]
+    assert len(builds) == 2
+    assert all("WHEELHOUSE=wheelhouse" in c for c in builds)
+    audit = tomllib.loads((REPO_ROOT / "plugins/audit-log/pyproject.toml").read_text())["project"]
+    assert f"EXTRA_REQUIREMENTS={audit['name']}=={audit['version']}" in [
+        w for c in builds for w in c
     ]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,6 +34,7 @@ class Attempt:
     status: int | None  # None: transport error
     at: float
     body: str = ""
+    retry_after: str | None = None
 
 
 @dataclass
@@ -70,13 +71,33 @@ class Sender:
             for delivery in deliveries:
                 group.create_task(self._deliver(client, gate, delivery))
 
+    async def stream(self, deliveries: AsyncIterator[Delivery]) -> None:
+        """Deliver each delivery as it comes, at most `concurrency` at once (retries included),
+        on a fresh connection per attempt."""
+        limits = httpx.Limits(max_connections=self.concurrency * 2, max_keepalive_connections=0)
+        gate = asyncio.Semaphore(self.concurrency)
+        slots = asyncio.Semaphore(self.concurrency)
+        async with (
+            httpx.AsyncClient(timeout=self.timeout, limits=limits) as client,
+            asyncio.TaskGroup() as group,
+        ):
+            async for delivery in deliveries:
+                await slots.acquire()
+                task = group.create_task(self._deliver(client, gate, delivery))
+                task.add_done_callback(lambda _: slots.release())
+
     async def send_once(self, client: httpx.AsyncClient, delivery: Delivery, url: str) -> Attempt:
         """One attempt, signed now with the delivery's fixed svix-id."""
         headers = signed_headers(delivery.body, secret=self.secret, msg_id=delivery.svix_id)
         try:
             response = await client.post(url + PATH, content=delivery.body, headers=headers)
             attempt = Attempt(
-                delivery.svix_id, url, response.status_code, time.time(), response.text[:200]
+                delivery.svix_id,
+                url,
+                response.status_code,
+                time.time(),
+                response.text[:200],
+                response.headers.get("Retry-After"),
             )
         except httpx.HTTPError as error:
             attempt = Attempt(delivery.svix_id, url, None, time.time(), type(error).__name__)

@@ -97,6 +97,7 @@ CLERK_SYNC_REQUIRED_PLUGINS: {{ . | quote }}
 {{- end }}
 CLERK_SYNC_MAX_BODY_BYTES: {{ $c.maxBodyBytes | int64 | quote }}
 CLERK_SYNC_HANDLER_TIMEOUT: {{ $c.handlerTimeout | toString | quote }}
+CLERK_SYNC_SHUTDOWN_DELAY: {{ $c.shutdownDelay | toString | quote }}
 CLERK_SYNC_EVENT_RETENTION_DAYS: {{ $c.eventRetentionDays | int64 | quote }}
 {{- with $c.jwksUrl }}
 CLERK_JWKS_URL: {{ . | quote }}
@@ -132,4 +133,26 @@ securityContext:
     {{- with .Values.tmpDir.sizeLimit }}
     sizeLimit: {{ . }}
     {{- end }}
+{{- end }}
+
+{{/*
+Seconds hypercorn gives in-flight requests once the listener has closed: GRACEFUL_TIMEOUT in
+service/clerk_sync/cli/server.py (tests/ops/test_chart.py keeps the two equal).
+*/}}
+{{- define "clerk-sync.gracefulTimeout" -}}
+15
+{{- end }}
+
+{{/*
+terminationGracePeriodSeconds, checked: the kubelet must not SIGKILL a pod that is still in its
+shut-down delay or finishing requests (DESIGN.md "Shut-down").
+*/}}
+{{- define "clerk-sync.terminationGracePeriod" -}}
+{{- $grace := .Values.terminationGracePeriodSeconds | float64 -}}
+{{- $delay := .Values.config.shutdownDelay | float64 -}}
+{{- $graceful := include "clerk-sync.gracefulTimeout" . | float64 -}}
+{{- if le $grace (addf $delay $graceful) -}}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdownDelay (%v, CLERK_SYNC_SHUTDOWN_DELAY) + the server's graceful timeout (%v) = %v seconds" $grace $delay $graceful (addf $delay $graceful)) -}}
+{{- end -}}
+{{- .Values.terminationGracePeriodSeconds | int64 -}}
 {{- end }}

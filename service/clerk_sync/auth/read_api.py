@@ -7,7 +7,11 @@ only Quart code, and `refuse` is the one place an error becomes an answer.
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -32,11 +36,14 @@ if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorDatabase
 
     from clerk_sync.auth.http import Running
+    from clerk_sync.settings import Settings
 
     type Database = AsyncIOMotorDatabase[dict[str, Any]]
 
 PREFIX = "/api/v1"
 EXTENSION = "clerk_sync.read_api"
+#: bytes of HMAC-SHA256 a cursor carries ahead of the `clerk_id` it starts after
+CURSOR_MAC_BYTES = 16
 _LIMIT = re.compile(r"[0-9]{1,3}")
 _CURSOR = re.compile(CURSOR_PATTERN)
 
@@ -82,21 +89,53 @@ def parse_limit(value: str | None) -> int:
     return int(value)
 
 
-def encode_cursor(clerk_id: str) -> str:
-    return base64.urlsafe_b64encode(clerk_id.encode()).rstrip(b"=").decode()
+def cursor_key(settings: Settings) -> bytes:
+    """The HMAC key of pagination cursors, so a cursor is one this API handed out.
+
+    CLERK_SYNC_CURSOR_SECRET when set; else derived from the first webhook signing secret, which
+    every replica of one deployment shares (a cursor from one replica works on the next); else a
+    random key of this process (cursors then work only on the process that made them).
+    """
+    if settings.clerk_sync_cursor_secret is not None:
+        secret = settings.clerk_sync_cursor_secret.get_secret_value().encode()
+    elif settings.clerk_webhook_signing_secret:
+        secret = settings.clerk_webhook_signing_secret[0].get_secret_value().encode()
+    else:
+        return secrets.token_bytes(32)
+    return hmac.new(secret, b"clerk-sync pagination cursor v1", hashlib.sha256).digest()
 
 
-def decode_cursor(value: str | None) -> str | None:
-    """The `clerk_id` a page starts after; `None` for the first page."""
+def _cursor_mac(key: bytes, org_id: str, clerk_id: bytes) -> bytes:
+    message = org_id.encode("utf-8", "surrogatepass") + b"\x00" + clerk_id
+    return hmac.new(key, message, hashlib.sha256).digest()[:CURSOR_MAC_BYTES]
+
+
+def encode_cursor(key: bytes, org_id: str, clerk_id: str) -> str:
+    """An opaque cursor: MAC over (organization, `clerk_id`), then the `clerk_id`, base64url."""
+    raw = clerk_id.encode()
+    token = _cursor_mac(key, org_id, raw) + raw
+    return base64.urlsafe_b64encode(token).rstrip(b"=").decode()
+
+
+def decode_cursor(key: bytes, org_id: str, value: str | None) -> str | None:
+    """The `clerk_id` a page of `org_id` starts after; `None` for the first page. A cursor this
+    API did not hand out for this organization (tampered, forged, another key) is refused."""
     if value is None:
         return None
+    refused = ApiError("cursor_invalid", "'cursor' is not a cursor this API handed out")
     if not value or len(value) > MAX_CURSOR or not _CURSOR.fullmatch(value):
-        raise ApiError("cursor_invalid", "'cursor' is not a cursor this API handed out")
+        raise refused
     try:
-        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except ValueError as error:
-        raise ApiError("cursor_invalid", "'cursor' is not a cursor this API handed out") from error
-    return raw.decode("utf-8", "replace")
+        token = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, binascii.Error) as error:
+        raise refused from error
+    mac, raw = token[:CURSOR_MAC_BYTES], token[CURSOR_MAC_BYTES:]
+    if len(mac) < CURSOR_MAC_BYTES or not hmac.compare_digest(mac, _cursor_mac(key, org_id, raw)):
+        raise refused
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise refused from error
 
 
 async def find_user(db: Database, user_id: str) -> dict[str, Any]:
@@ -141,7 +180,7 @@ async def is_member(db: Database, org_id: str, user_id: str) -> bool:
 
 
 async def members_page(
-    db: Database, org_id: str, *, limit: int, after: str | None
+    db: Database, org_id: str, *, limit: int, after: str | None, key: bytes
 ) -> tuple[list[dict[str, Any]], str | None]:
     """One page of an organization's live members in `clerk_id` order, and the next cursor."""
     query: dict[str, Any] = {"organization_id": org_id, **_LIVE}
@@ -160,7 +199,7 @@ async def members_page(
         data.append(item)
     if len(rows) <= limit or not page:
         return data, None
-    return data, encode_cursor(str(page[-1]["clerk_id"]))
+    return data, encode_cursor(key, org_id, str(page[-1]["clerk_id"]))
 
 
 async def _by_id(
@@ -209,6 +248,7 @@ def _private(model: type[BaseModel], body: object) -> Response:
 def register_read_api(app: Quart, runtime: Running) -> None:
     """Mount `/api/v1/*`; bad key settings stop start-up with a `ConfigError`."""
     verifier: TokenVerifier = build_verifier(runtime.settings, runtime.log)
+    key = cursor_key(runtime.settings)
     app.extensions[EXTENSION] = verifier
     api = Blueprint("read_api", __name__, url_prefix=PREFIX)
 
@@ -249,11 +289,11 @@ def register_read_api(app: Quart, runtime: Running) -> None:
     async def members(org_id: str) -> Response:
         session = await caller()
         limit = parse_limit(request.args.get("limit"))
-        after = decode_cursor(request.args.get("cursor"))
+        after = decode_cursor(key, org_id, request.args.get("cursor"))
         db = database()
         if not await is_member(db, org_id, session.user_id):
             raise ApiError("not_a_member", "you are not a member of this organization", status=403)
-        data, next_cursor = await members_page(db, org_id, limit=limit, after=after)
+        data, next_cursor = await members_page(db, org_id, limit=limit, after=after, key=key)
         return _private(models.MemberPage, {"data": data, "next_cursor": next_cursor})
 
     app.register_blueprint(api)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 5.0
 JWKS_MIN_INTERVAL = 10.0
+JWKS_CACHE_SECONDS = 3600.0
 JWKS_TIMEOUT = 5.0
 SESSION_COOKIE = "__session"
 
@@ -138,8 +139,13 @@ def _usable_jwk(jwk: object) -> bool:
 
 
 class JwksKeys:
-    """Keys from CLERK_JWKS_URL, cached by `kid`; an unknown `kid` refetches, at most once per
-    `min_interval` seconds, so a stream of forged `kid`s cannot hammer the JWKS endpoint."""
+    """Keys from CLERK_JWKS_URL, cached by `kid` for `max_age` seconds (CLERK_JWKS_CACHE_SECONDS).
+
+    An unknown `kid` refetches, at most once per `min_interval` seconds, so a stream of forged
+    `kid`s cannot hammer the JWKS endpoint. Keys older than `max_age` are not trusted: the next
+    token refetches, so a key removed from the JWKS stops verifying within `max_age`; while that
+    refetch fails the old keys stay refused (`jwks_unavailable`) rather than trusted for longer.
+    """
 
     def __init__(
         self,
@@ -148,6 +154,7 @@ class JwksKeys:
         fetch: Fetch = fetch_json,
         clock: Clock = time.monotonic,
         min_interval: float = JWKS_MIN_INTERVAL,
+        max_age: float = JWKS_CACHE_SECONDS,
         log: FilteringBoundLogger | None = None,
     ) -> None:
         self.url = url
@@ -156,24 +163,32 @@ class JwksKeys:
         self._fetch = fetch
         self.clock = clock
         self._min_interval = min_interval
+        self.max_age = max_age
         self._log = log
         self._fetched_at: float | None = None
+        self._loaded_at: float | None = None
         self._failed = False
         self._lock = asyncio.Lock()
 
     async def key_for(self, kid: str | None) -> RSAPublicKey:
         if kid is None:
             raise AuthError("key_not_found", "the token names no key ('kid')")
-        if kid not in self.keys:
+        if kid not in self.keys or self._stale():
             async with self._lock:
-                if kid not in self.keys and self._may_refresh():
+                if (kid not in self.keys or self._stale()) and self._may_refresh():
                     await self._refresh()
+        if self._stale() and self.keys:
+            raise AuthError("jwks_unavailable", "the JWKS could not be refreshed; retry later")
         key = self.keys.get(kid)
         if key is not None:
             return key
         if self._failed:
             raise AuthError("jwks_unavailable", "the JWKS could not be fetched; retry later")
         raise AuthError("key_not_found", "no key of the JWKS matches the token's 'kid'")
+
+    def _stale(self) -> bool:
+        loaded = self._loaded_at
+        return loaded is not None and self.clock() - loaded >= self.max_age
 
     def _may_refresh(self) -> bool:
         last = self._fetched_at
@@ -191,6 +206,7 @@ class JwksKeys:
             return
         self._failed = False
         self.keys = keys
+        self._loaded_at = self._fetched_at
         if self._log is not None:
             self._log.info("jwks_fetched", kids=sorted(keys))
 
@@ -229,7 +245,7 @@ class TokenVerifier:
                 raise AuthError("token_not_yet_valid", f"the token is not valid yet ('{name}')")
         if self.issuer is not None and claims.get("iss") != self.issuer:
             raise AuthError("issuer_invalid", "the token was not issued by CLERK_ISSUER")
-        party = claims.get("azp")
+        party = _text_claim(claims, "azp")
         if self.authorized_parties and party is not None and party not in self.authorized_parties:
             raise AuthError("azp_not_allowed", "the token's 'azp' is not an authorized party")
         if claims.get("sts") == "pending":
@@ -267,20 +283,41 @@ def decode(token: str, key: RSAPublicKey) -> dict[str, Any]:
 
 
 def _time_claim(claims: Mapping[str, Any], name: str, *, required: bool = False) -> float | None:
+    """A NumericDate claim as a float; JSON allows integers no float holds (10**400), refused."""
     value = claims.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise AuthError("claims_invalid", f"the token's '{name}' is missing or not a number")
-    return float(value)
+    invalid = AuthError("claims_invalid", f"the token's '{name}' is missing or not a number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid
+    try:
+        moment = float(value)
+    except OverflowError as error:
+        raise invalid from error
+    if not math.isfinite(moment):
+        raise invalid
+    return moment
+
+
+def _text_claim(claims: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A string claim that is non-empty valid Unicode (no lone surrogate: MongoDB cannot store
+    or query it); absent is `None` unless required; any other type or shape is refused."""
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise AuthError("claims_invalid", f"the token's '{name}' is missing or not a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise AuthError("claims_invalid", f"the token's '{name}' is not valid text") from error
+    return value
 
 
 def _session(claims: Mapping[str, Any]) -> Session:
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise AuthError("claims_invalid", "the token's 'sub' is missing or not a string")
-    session_id = claims.get("sid")
-    return Session(subject, session_id if isinstance(session_id, str) else None, claims)
+    subject = _text_claim(claims, "sub", required=True)
+    assert subject is not None
+    return Session(subject, _text_claim(claims, "sid"), claims)
 
 
 def build_verifier(settings: Settings, log: FilteringBoundLogger | None = None) -> TokenVerifier:
@@ -292,7 +329,7 @@ def build_verifier(settings: Settings, log: FilteringBoundLogger | None = None) 
         url = settings.clerk_jwks_url
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ConfigError("invalid configuration: CLERK_JWKS_URL: not an http(s) URL")
-        keys = JwksKeys(url, log=log)
+        keys = JwksKeys(url, max_age=settings.clerk_jwks_cache_seconds, log=log)
     else:
         raise ConfigError("the read API needs CLERK_JWT_KEY or CLERK_JWKS_URL")
     return TokenVerifier(

@@ -12,9 +12,9 @@ from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from hypercorn.config import Config
-from hypercorn.run import run as hypercorn_run
 
 from clerk_sync.cli import devmode
+from clerk_sync.cli.drain import serve
 from clerk_sync.cli.preflight import refusals
 from clerk_sync.errors import ConfigError
 from clerk_sync.observability.logs import make_logger
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from structlog.typing import FilteringBoundLogger
 
 APPLICATION = "clerk_sync.app:create_app()"
+#: seconds in-flight requests get once the listener has closed (the chart checks its
+#: terminationGracePeriodSeconds against CLERK_SYNC_SHUTDOWN_DELAY plus this)
+GRACEFUL_TIMEOUT = 15.0
 
 
 def server_config(host: str, port: int, workers: int) -> Config:
@@ -37,7 +40,7 @@ def server_config(host: str, port: int, workers: int) -> Config:
     config.h2_max_header_list_size = 16 * 1024
     config.keep_alive_timeout = 20
     config.read_timeout = 30
-    config.graceful_timeout = 15
+    config.graceful_timeout = GRACEFUL_TIMEOUT
     config.accesslog = None
     config.errorlog = "-"
     return config
@@ -54,7 +57,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
         if workers > 1:
             stack.enter_context(_multiprocess_metrics())
         log.info("serving", host=host, port=port, workers=workers)
-        return hypercorn_run(server_config(host, port, workers))
+        return serve(server_config(host, port, workers), settings.clerk_sync_shutdown_delay)
     return 0  # pragma: no cover - ExitStack does not swallow exceptions
 
 

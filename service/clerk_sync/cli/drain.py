@@ -1,0 +1,168 @@
+"""Serving with the shut-down drain of DESIGN.md ("Shut-down"), in one or several workers.
+
+On SIGTERM every worker fails readiness at once (`/readyz` answers 503 `shutting down`) and
+keeps serving every route for `CLERK_SYNC_SHUTDOWN_DELAY` seconds, so the orchestrator and the
+ingress stop routing here first; then hypercorn closes the listener, lets in-flight requests
+finish within its graceful timeout, runs the app's shut-down and the process exits 0. SIGINT
+(Ctrl-C on a terminal) skips the delay, also when it arrives during one.
+
+With `--workers N` the parent binds the sockets, spawns the workers (as hypercorn does) and
+turns its signals into two shared events every worker watches; a worker that gets the signal
+itself (a signal sent to the whole process group) drains the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as SharedEvent
+from types import FrameType
+
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from clerk_sync.runtime import Runtime
+
+WATCHED = {signal.SIGTERM, signal.SIGINT}
+POLL = 0.05  # seconds between looks at the shared events
+KILL_AFTER = 10.0  # seconds past delay + graceful timeout before a stuck worker is killed
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What the parent received: `drain` on SIGTERM, `drain` and `now` on SIGINT."""
+
+    drain: SharedEvent
+    now: SharedEvent
+
+
+def serve(config: Config, delay: float) -> int:
+    """Bind, serve until a signal, drain; the exit status (0 after a clean shut-down)."""
+    sockets = config.create_sockets()
+    try:
+        if config.workers <= 1:
+            worker(config, sockets, delay, None)
+            return 0
+        return _supervise(config, sockets, delay)
+    finally:
+        _close(sockets)
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
+def worker(config: Config, sockets: Sockets, delay: float, signals: Signals | None) -> None:
+    """One worker: build the app here (spawned workers cannot share it), serve, drain."""
+    from clerk_sync.app import create_app, runtime_of
+
+    app = create_app()
+    trigger = partial(drained, runtime_of(app), delay, signals)
+    asyncio.run(
+        worker_serve(
+            wrap_app(app, config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=trigger,
+        )
+    )
+
+
+async def drained(runtime: Runtime, delay: float, signals: Signals | None) -> None:
+    """Return when the listener should close: `delay` s after SIGTERM, at once after SIGINT.
+
+    Readiness fails from the moment the signal is seen."""
+    loop = asyncio.get_running_loop()
+    drain, now = asyncio.Event(), asyncio.Event()
+
+    def interrupted() -> None:
+        drain.set()
+        now.set()
+
+    loop.add_signal_handler(signal.SIGTERM, drain.set)
+    loop.add_signal_handler(signal.SIGINT, interrupted)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)  # a spawned worker starts blocked
+    while not drain.is_set():
+        if signals is not None and signals.drain.is_set():
+            break
+        await _sleep_until(drain, POLL)
+    skip = now.is_set() or (signals is not None and signals.now.is_set())
+    runtime.begin_shutdown(0.0 if skip else delay)
+    deadline = loop.time() + delay
+    while loop.time() < deadline:
+        if now.is_set() or (signals is not None and signals.now.is_set()):
+            return
+        await _sleep_until(now, min(POLL, max(deadline - loop.time(), 0.0)))
+
+
+async def _sleep_until(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return
+
+
+def _supervise(config: Config, sockets: Sockets, delay: float) -> int:
+    """Run `config.workers` spawned workers until they all exit; any failure stops them all."""
+    context = multiprocessing.get_context("spawn")
+    signals = Signals(context.Event(), context.Event())
+    received: list[int] = []  # the handlers only append: the shared events take locks
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    # Workers inherit the blocked mask, so a signal reaching them before they serve waits
+    # until their drain watches for it; the parent's own wait until its handlers are in place.
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+    processes = [
+        context.Process(target=worker, args=(config, sockets, delay, signals))
+        for _ in range(config.workers)
+    ]
+    for process in processes:
+        process.start()
+    previous = {s: signal.signal(s, on_signal) for s in WATCHED}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
+    try:
+        _close(sockets)  # the workers hold their own copies: the listener closes with theirs
+        patience = delay + config.graceful_timeout + KILL_AFTER
+        return _wait_for(processes, signals, received, patience)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _wait_for(
+    processes: Sequence[BaseProcess], signals: Signals, received: list[int], patience: float
+) -> int:
+    """Wait for every worker, passing signals on; a worker ending before a signal, or one
+    still running `patience` seconds after it, stops them all (status 1)."""
+    status = 0
+    running = list(processes)
+    since: float | None = None
+    while running:
+        if received and since is None:
+            since = time.monotonic()
+            signals.drain.set()
+        if signal.SIGINT in received:
+            signals.now.set()
+        finished = wait([p.sentinel for p in running], POLL * 4)
+        if since is not None and time.monotonic() - since > patience:
+            for process in running:
+                process.kill()
+            status = 1
+        for process in [p for p in running if p.sentinel in finished or not p.is_alive()]:
+            process.join()
+            running.remove(process)
+            if process.exitcode != 0 or since is None:
+                status = 1
+                received.append(signal.SIGINT)  # stop the other workers at once
+    return status

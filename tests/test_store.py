@@ -1,0 +1,192 @@
+"""The delivery log against a real MongoDB: the TTL index, claims, leases and the final write."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.store import EVENTS, DeliveryLog, Store
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=15)
+
+
+@pytest.fixture
+async def store(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Store]:
+    opened = Store(mongodb_url, mongodb_db)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+async def ttl_seconds(store: Store) -> Any:
+    indexes = await store.db[EVENTS].index_information()
+    ttl = indexes["received_at_ttl"]
+    assert ttl["key"] == [("received_at", 1)]
+    return ttl.get("expireAfterSeconds")
+
+
+async def test_the_ttl_index_keeps_the_retention_days(store: Store) -> None:
+    await store.ensure_indexes([], retention_days=30)
+    assert await ttl_seconds(store) == 30 * 86_400
+
+
+async def test_the_ttl_index_is_rebuilt_when_the_retention_changes(store: Store) -> None:
+    await store.ensure_indexes([], retention_days=30)
+    await store.ensure_indexes([], retention_days=7)
+    assert await ttl_seconds(store) == 7 * 86_400
+    await store.ensure_indexes([], retention_days=7)  # unchanged: nothing to rebuild, no error
+    assert await ttl_seconds(store) == 7 * 86_400
+
+
+async def test_the_listing_indexes_exist(store: Store) -> None:
+    await store.ensure_indexes([], retention_days=30)
+    indexes = await store.db[EVENTS].index_information()
+    assert indexes["status_received_at"]["key"] == [("status", 1), ("received_at", 1)]
+    assert indexes["type_received_at"]["key"] == [("type", 1), ("received_at", 1)]
+
+
+async def claim(
+    log: DeliveryLog, token: str, now: datetime, target: str = "processing"
+) -> dict[str, Any] | None:
+    return await log.claim(
+        "msg_1",
+        target=target,
+        token=token,
+        now=now,
+        lease_until=now + LEASE if target == "processing" else None,
+        on_insert={"type": "user.created", "payload": {"n": 1}},
+    )
+
+
+async def test_a_first_claim_records_the_delivery_and_takes_the_lease(store: Store) -> None:
+    before = await claim(store.events, "a", T0)
+    stored = await store.events.get("msg_1")
+    assert before is None
+    assert stored is not None
+    assert stored == {
+        "_id": "msg_1",
+        "status": "processing",
+        "lease_until": T0 + LEASE,
+        "lease_token": "a",
+        "last_attempt_at": T0,
+        "attempts": 1,
+        "handlers": {},
+        "received_at": T0,
+        "type": "user.created",
+        "payload": {"n": 1},
+    }
+
+
+async def test_a_held_lease_is_not_taken_and_an_expired_one_is(store: Store) -> None:
+    await claim(store.events, "a", T0)
+    held = await claim(store.events, "b", T0 + LEASE - timedelta(seconds=1))
+    after_held = await store.events.get("msg_1")
+    expired = await claim(store.events, "c", T0 + LEASE + timedelta(seconds=1))
+    after_expired = await store.events.get("msg_1")
+    assert held is not None
+    assert held["lease_token"] == "a"
+    assert after_held is not None
+    assert (after_held["lease_token"], after_held["attempts"]) == ("a", 1)
+    assert expired is not None
+    assert expired["lease_token"] == "a"
+    assert after_expired is not None
+    assert (after_expired["lease_token"], after_expired["attempts"]) == ("c", 2)
+    assert after_expired["received_at"] == T0, "the first receipt time is kept"
+    assert after_expired["last_attempt_at"] == T0 + LEASE + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("status", ["processed", "ignored", "rejected"])
+async def test_a_finished_delivery_is_never_claimed_again(store: Store, status: str) -> None:
+    await claim(store.events, "a", T0, target=status)
+    later = await claim(store.events, "b", T0 + timedelta(days=1))
+    stored = await store.events.get("msg_1")
+    assert later is not None
+    assert later["status"] == status
+    assert stored is not None
+    assert (stored["status"], stored["attempts"]) == (status, 1)
+
+
+async def test_a_failed_delivery_is_claimed_again(store: Store) -> None:
+    await claim(store.events, "a", T0)
+    assert await store.events.finish("msg_1", token="a", status="failed", outcomes={}) is True
+    before = await claim(store.events, "b", T0 + timedelta(seconds=1))
+    stored = await store.events.get("msg_1")
+    assert before is not None
+    assert before["status"] == "failed"
+    assert stored is not None
+    assert (stored["status"], stored["lease_token"], stored["attempts"]) == ("processing", "b", 2)
+
+
+async def test_finish_writes_only_while_the_attempt_holds_the_lease(store: Store) -> None:
+    """An attempt whose lease expired and was taken over is told so, and changes nothing."""
+    ok = {"status": "ok", "at": T0, "error": None}
+    await claim(store.events, "a", T0)
+    await claim(store.events, "b", T0 + LEASE + timedelta(seconds=1))
+    late = await store.events.finish(
+        "msg_1", token="a", status="failed", outcomes={"p:late": {**ok, "status": "failed"}}
+    )
+    untouched = await store.events.get("msg_1")
+    owner = await store.events.finish("msg_1", token="b", status="processed", outcomes={"p:h": ok})
+    done = await store.events.get("msg_1")
+    assert late is False
+    assert untouched is not None
+    assert (untouched["status"], untouched["handlers"]) == ("processing", {})
+    assert untouched["lease_until"] == T0 + 2 * LEASE + timedelta(seconds=1)
+    assert owner is True
+    assert done is not None
+    assert (done["status"], done["lease_until"]) == ("processed", None)
+    assert done["handlers"] == {"p:h": ok}
+
+
+async def test_finish_merges_outcomes_with_earlier_ones(store: Store) -> None:
+    ok = {"status": "ok", "at": T0, "error": None}
+    await claim(store.events, "a", T0)
+    await store.events.finish("msg_1", token="a", status="failed", outcomes={"p:one": ok})
+    await claim(store.events, "b", T0 + timedelta(seconds=1))
+    await store.events.finish("msg_1", token="b", status="processed", outcomes={"p:two": ok})
+    stored = await store.events.get("msg_1")
+    assert stored is not None
+    assert stored["handlers"] == {"p:one": ok, "p:two": ok}
+
+
+async def test_finish_of_an_unknown_delivery_is_not_owned(store: Store) -> None:
+    assert await store.events.finish("msg_none", token="", status="processed", outcomes={}) is False
+    assert await store.events.get("msg_none") is None
+
+
+async def test_get_returns_the_delivery_of_that_id(store: Store) -> None:
+    await claim(store.events, "a", T0)
+    await store.db[EVENTS].insert_one({"_id": "msg_0", "status": "ignored"})
+    stored = await store.events.get("msg_1")
+    assert stored is not None
+    assert stored["_id"] == "msg_1"
+    assert await store.events.get("msg_unknown") is None
+
+
+async def test_ping_answers_whether_mongodb_does(store: Store) -> None:
+    down = Store("mongodb://127.0.0.1:9/?directConnection=true", "clerk_sync")
+    try:
+        assert await store.ping() is True
+        assert await down.ping(within=0.5) is False
+    finally:
+        down.close()
+
+
+async def test_an_unreachable_mongodb_is_store_unavailable_for_every_command() -> None:
+    down = Store("mongodb://127.0.0.1:9/?directConnection=true&serverSelectionTimeoutMS=300", "x")
+    try:
+        for command in (
+            down.events.get("msg_1"),
+            claim(down.events, "a", T0),
+            down.events.finish("msg_1", token="a", status="processed", outcomes={}),
+        ):
+            with pytest.raises(StoreUnavailable, match=r"^MongoDB is unavailable$"):
+                await command
+    finally:
+        down.close()
