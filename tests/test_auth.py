@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import RSAAlgorithm
 
-from clerk_sync.auth.tokens import JwksKeys, StaticKey, TokenVerifier, fetch_json, token_from
+from clerk_sync.auth.keys import JwksKeys, StaticKey, fetch_json
+from clerk_sync.auth.tokens import TokenVerifier, token_from
 from clerk_sync.errors import AuthError, ConfigError
 from tests.conftest import Runner
 
