@@ -27,9 +27,16 @@ FENCE = re.compile(
 SETTINGS_PREFIXES = ("CLERK_", "MONGODB_", "LOG_")
 
 
+#: set by an enclosing `make test`; a newcomer's terminal has none of them (a nested make
+#: would print "make[1]: Entering directory" among the server's log lines)
+MAKE_VARIABLES = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")
+
+
 def clean_environment(**extra: str) -> dict[str, str]:
+    """This process's environment as a newcomer's terminal has it: no clerk-sync settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    for name in ("PROMETHEUS_MULTIPROC_DIR", *MAKE_VARIABLES):
+        env.pop(name, None)
     return {**env, **extra}
 
 
