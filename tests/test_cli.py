@@ -192,6 +192,7 @@ REFUSED = {
     "CLERK_SYNC_HANDLER_TIMEOUT": "soon",
     "CLERK_SYNC_EVENT_RETENTION_DAYS": "-1",
     "CLERK_SYNC_SHUTDOWN_DELAY": "-1",
+    "CLERK_SYNC_WEBHOOK_PATH": "webhooks/clerk",
     "CLERK_JWKS_CACHE_SECONDS": "0",
     "CLERK_JWT_KEY": "garbage",
     "CLERK_JWKS_URL": "ftp://x",
