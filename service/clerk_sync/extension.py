@@ -227,13 +227,13 @@ class ClerkSync:
 
 
 @asynccontextmanager
-async def lifespan(app: Quart) -> AsyncIterator[Quart]:
+async def lifespan(app: Quart) -> AsyncIterator[None]:
     """Run `app`'s start-up and shut-down (its serving hooks: MongoDB, indexes) around the
     block, for a host that does not pass lifespan events on to mounted apps (Starlette,
     FastAPI): `FastAPI(lifespan=lambda _: lifespan(clerk_app))`."""
     await app.startup()
     try:
-        yield app
+        yield
     finally:
         await app.shutdown()
 
