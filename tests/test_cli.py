@@ -292,6 +292,21 @@ def test_send_test_against_a_running_server_creates_the_user(
     assert db.users.find_one({"clerk_id": "user_file"}) is not None
 
 
+def test_serve_and_send_test_follow_clerk_sync_webhook_path(
+    environ: dict[str, str], cli: Invoke, tmp_path: Path
+) -> None:
+    """With CLERK_SYNC_WEBHOOK_PATH set, `serve` receives there (not at /webhooks/clerk) and
+    `send-test --url BASE` appends that path."""
+    env = {**environ, "CLERK_SYNC_PLUGINS": "users", "CLERK_SYNC_WEBHOOK_PATH": "/hooks/clerk"}
+    with ServerProcess(env, cwd=tmp_path) as server:
+        sent = cli("send-test", "user.created", "--url", server.url, "--json", **env)
+        old = cli("send-test", "user.created", "--url", server.url + "/webhooks/clerk", **env)
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout)["body"]["status"] == "processed"
+    assert old.exit_code == 1
+    assert old.stdout.startswith("404 ")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
