@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -106,6 +107,21 @@ async def test_a_host_app_syncs_a_signed_delivery_and_keeps_its_own_routes(
     assert ready == (200, {"status": "ready", "plugins_failed": []})
     assert "/metrics" not in document[1]["paths"]
     assert "/webhooks/clerk" in document[1]["paths"]
+
+
+async def test_parts_switched_off_are_neither_served_nor_documented(settings: Settings) -> None:
+    """With probes, /plugins and the read API off, /openapi.json lists exactly what is served."""
+    app = Quart("lean")
+    ClerkSync(app, settings=settings, plugins=[], probes=False, plugins_route=False, read_api=False)
+    served = {re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", r.rule) for r in app.url_map.iter_rules()}
+    async with serving(app, settings) as host:
+        status, document = await host.get("/openapi.json")
+        livez = await host.client.get("/livez")
+        me = await host.get("/api/v1/me", MAYA)
+    assert status == 200
+    assert set(document["paths"]) == (served - {"/static/{filename}"}) | {"/webhooks/clerk"}
+    assert set(document["paths"]) == {"/webhooks/clerk", "/metrics", "/openapi.json"}
+    assert (livez.status_code, me[0]) == (404, 404)
 
 
 def test_a_host_route_at_a_path_of_clerk_sync_stops_start_up_naming_it(

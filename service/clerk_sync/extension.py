@@ -60,7 +60,6 @@ class _Guard:
     """What a decorator of this `ClerkSync` asks of the view it wraps."""
 
     decorator: str
-    role: str | None = None
     org_from: str | None = None
 
 
@@ -167,7 +166,7 @@ class ClerkSync:
                     return refused
                 return await current_app.ensure_async(view)(*args, **kwargs)
 
-            self._guards[guarded] = _Guard("require_org_role", role, org_from)
+            self._guards[guarded] = _Guard("require_org_role", org_from)
             return guarded
 
         return decorate
