@@ -26,9 +26,10 @@ tools: install
 	bash scripts/install-tools.sh
 
 lint: install
-	$(BIN)/ruff check service plugins tests ops $(wildcard bench)
-	$(BIN)/ruff format --check service plugins tests ops $(wildcard bench)
+	$(BIN)/ruff check service plugins tests ops examples $(wildcard bench)
+	$(BIN)/ruff format --check service plugins tests ops examples $(wildcard bench)
 	$(BIN)/mypy service plugins/*/src ops/dashboard.py
+	$(BIN)/mypy examples/quart-app examples/fastapi-mount
 	$(BIN)/lint-imports
 
 test: install tools lint

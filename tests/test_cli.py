@@ -192,6 +192,7 @@ REFUSED = {
     "CLERK_SYNC_HANDLER_TIMEOUT": "soon",
     "CLERK_SYNC_EVENT_RETENTION_DAYS": "-1",
     "CLERK_SYNC_SHUTDOWN_DELAY": "-1",
+    "CLERK_SYNC_WEBHOOK_PATH": "webhooks/clerk",
     "CLERK_JWKS_CACHE_SECONDS": "0",
     "CLERK_JWT_KEY": "garbage",
     "CLERK_JWKS_URL": "ftp://x",
@@ -289,6 +290,21 @@ def test_send_test_against_a_running_server_creates_the_user(
     assert report["status"] == 200
     assert report["body"] == {"status": "processed", "svix_id": report["svix_id"]}
     assert db.users.find_one({"clerk_id": "user_file"}) is not None
+
+
+def test_serve_and_send_test_follow_clerk_sync_webhook_path(
+    environ: dict[str, str], cli: Invoke, tmp_path: Path
+) -> None:
+    """With CLERK_SYNC_WEBHOOK_PATH set, `serve` receives there (not at /webhooks/clerk) and
+    `send-test --url BASE` appends that path."""
+    env = {**environ, "CLERK_SYNC_PLUGINS": "users", "CLERK_SYNC_WEBHOOK_PATH": "/hooks/clerk"}
+    with ServerProcess(env, cwd=tmp_path) as server:
+        sent = cli("send-test", "user.created", "--url", server.url, "--json", **env)
+        old = cli("send-test", "user.created", "--url", server.url + "/webhooks/clerk", **env)
+    assert sent.exit_code == 0, sent.output
+    assert json.loads(sent.stdout)["body"]["status"] == "processed"
+    assert old.exit_code == 1
+    assert old.stdout.startswith("404 ")
 
 
 @pytest.mark.parametrize(

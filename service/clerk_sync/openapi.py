@@ -8,7 +8,7 @@ the document (openapi-spec-validator for the document, schemathesis for the answ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from importlib.metadata import version
 from typing import Any
 
@@ -18,6 +18,7 @@ from pydantic.json_schema import GenerateJsonSchema
 from clerk_sync.auth import models as api
 from clerk_sync.observability import probes
 from clerk_sync.webhooks import answers
+from clerk_sync.webhooks.endpoint import WEBHOOK_PATH
 
 type Schema = dict[str, Any]
 type Responses = dict[int, tuple[str, type[BaseModel]]]
@@ -233,9 +234,17 @@ def _read_api() -> dict[str, Schema]:
     }
 
 
-def openapi_document(read_api: bool) -> dict[str, Any]:
-    """The document; the read API's paths and security schemes only when it is mounted."""
-    paths = {"/webhooks/clerk": _webhook(), **_operations()}
+def openapi_document(
+    read_api: bool, *, webhook_path: str = WEBHOOK_PATH, only: Collection[str] | None = None
+) -> dict[str, Any]:
+    """The document; the read API's paths and security schemes only when it is mounted.
+
+    The webhook is listed at `webhook_path`; given `only`, the probes, `/metrics`, `/plugins`
+    and `/openapi.json` are listed only when in it (a host app of `ClerkSync` may leave some
+    of them out)."""
+    paths = {webhook_path: _webhook(), **_operations()}
+    if only is not None:
+        paths = {p: v for p, v in paths.items() if p == webhook_path or p in only}
     models: list[type[BaseModel]] = [m for _, m in answers.RESPONSES.values()]
     models += [probes.Live, probes.Ready, probes.NotReady, probes.Plugins]
     components: dict[str, Any] = {}

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from clerk_sync.errors import ConfigError
 from clerk_sync.whsec import decode_secret
 
+#: What `CLERK_SYNC_WEBHOOK_PATH` may be: an absolute URL path, no query, fragment or variable part.
+WEBHOOK_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$"
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -52,6 +54,9 @@ class Settings(BaseSettings):
     clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
     clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)
+    clerk_sync_webhook_path: str = Field(
+        default="/webhooks/clerk", max_length=200, pattern=WEBHOOK_PATH_PATTERN
+    )
     clerk_jwt_key: SecretStr | None = None
     clerk_jwks_url: str | None = None
     clerk_jwks_cache_seconds: float = Field(default=3600.0, gt=0)

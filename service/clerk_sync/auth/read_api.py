@@ -170,13 +170,28 @@ async def my_organizations(db: Database, user_id: str) -> list[dict[str, Any]]:
     return result
 
 
+async def live_membership(db: Database, org_id: str, user_id: str) -> dict[str, Any] | None:
+    """The user's live membership of a live (or not yet synced) organization, else None."""
+    query = {"organization_id": org_id, "user_id": user_id, **_LIVE}
+    found = await db.organization_memberships.find_one(query, projection={"_id": False})
+    if found is None:
+        return None
+    tombstone = {"clerk_id": org_id, "deleted": True}
+    if await db.organizations.find_one(tombstone, projection={"_id": True}) is not None:
+        return None
+    return found
+
+
 async def is_member(db: Database, org_id: str, user_id: str) -> bool:
     """Whether the user has a live membership in a live (or not yet synced) organization."""
-    query = {"organization_id": org_id, "user_id": user_id, **_LIVE}
-    if await db.organization_memberships.find_one(query, projection={"_id": True}) is None:
-        return False
-    tombstone = {"clerk_id": org_id, "deleted": True}
-    return await db.organizations.find_one(tombstone, projection={"_id": True}) is None
+    return await live_membership(db, org_id, user_id) is not None
+
+
+async def synced_user(db: Database, user_id: str) -> dict[str, Any] | None:
+    """The user's whole stored document (without `_id`), or None until synced or once deleted."""
+    query = {"clerk_id": user_id, **_LIVE}
+    found: dict[str, Any] | None = await db.users.find_one(query, projection={"_id": False})
+    return found
 
 
 async def members_page(
@@ -245,16 +260,25 @@ def _private(model: type[BaseModel], body: object) -> Response:
     return json_response(shaped(model, body), headers={"Cache-Control": "no-store"})
 
 
-def register_read_api(app: Quart, runtime: Running) -> None:
-    """Mount `/api/v1/*`; bad key settings stop start-up with a `ConfigError`."""
-    verifier: TokenVerifier = build_verifier(runtime.settings, runtime.log)
-    key = cursor_key(runtime.settings)
-    app.extensions[EXTENSION] = verifier
-    api = Blueprint("read_api", __name__, url_prefix=PREFIX)
+async def caller(verifier: TokenVerifier) -> Session:
+    """The verified session of the current request (Bearer header, else the __session cookie);
+    every failure is an `AuthError` with its reason. The read API and `ClerkSync` both use it."""
+    header = request.headers.get("Authorization")
+    return await verifier.verify(token_from(header, request.cookies.get(SESSION_COOKIE)))
 
-    async def caller() -> Session:
-        header = request.headers.get("Authorization")
-        return await verifier.verify(token_from(header, request.cookies.get(SESSION_COOKIE)))
+
+def make_verifier(app: Quart, runtime: Running) -> TokenVerifier:
+    """The app's session-token verifier, built once from the settings and kept on the app;
+    bad key settings stop start-up with a `ConfigError`."""
+    verifier: TokenVerifier = build_verifier(runtime.settings, runtime.log)
+    app.extensions[EXTENSION] = verifier
+    return verifier
+
+
+def register_read_api(parent: Quart | Blueprint, runtime: Running, verifier: TokenVerifier) -> None:
+    """Mount `/api/v1/*` on the app (or a blueprint of it), checking tokens with `verifier`."""
+    key = cursor_key(runtime.settings)
+    api = Blueprint("read_api", __name__, url_prefix=PREFIX)
 
     def database() -> Database:
         if runtime.store is None:
@@ -276,18 +300,18 @@ def register_read_api(app: Quart, runtime: Running) -> None:
 
     @api.get("/me")
     async def me() -> Response:
-        session = await caller()
+        session = await caller(verifier)
         return _private(models.User, await find_user(database(), session.user_id))
 
     @api.get("/me/organizations")
     async def me_organizations() -> Response:
-        session = await caller()
+        session = await caller(verifier)
         mine = await my_organizations(database(), session.user_id)
         return _private(models.MyOrganizations, {"data": mine})
 
     @api.get("/organizations/<org_id>/members")
     async def members(org_id: str) -> Response:
-        session = await caller()
+        session = await caller(verifier)
         limit = parse_limit(request.args.get("limit"))
         after = decode_cursor(key, org_id, request.args.get("cursor"))
         db = database()
@@ -296,4 +320,4 @@ def register_read_api(app: Quart, runtime: Running) -> None:
         data, next_cursor = await members_page(db, org_id, limit=limit, after=after, key=key)
         return _private(models.MemberPage, {"data": data, "next_cursor": next_cursor})
 
-    app.register_blueprint(api)
+    parent.register_blueprint(api)

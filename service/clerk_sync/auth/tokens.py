@@ -50,11 +50,17 @@ _DECODE_OPTIONS: Any = {
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A verified, signed-in caller."""
+    """A verified, signed-in caller, and the organization active in the session, if any.
+
+    `org_role` is spelled as Clerk names roles in memberships (`org:admin`), from the `o`
+    claim of v2 tokens (`rol` comes without the `org:` prefix) or `org_role` of v1 tokens."""
 
     user_id: str
     session_id: str | None
     claims: Mapping[str, Any]
+    org_id: str | None = None
+    org_role: str | None = None
+    org_slug: str | None = None
 
 
 def token_from(authorization: str | None, session_cookie: str | None) -> str:
@@ -178,7 +184,22 @@ def _text_claim(claims: Mapping[str, Any], name: str, *, required: bool = False)
 def _session(claims: Mapping[str, Any]) -> Session:
     subject = _text_claim(claims, "sub", required=True)
     assert subject is not None
-    return Session(subject, _text_claim(claims, "sid"), claims)
+    org_id, role, slug = _active_organization(claims)
+    return Session(subject, _text_claim(claims, "sid"), claims, org_id, role, slug)
+
+
+def _active_organization(claims: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(id, role, slug) of the active organization: v2 `o: {id, rol, slg}`, else v1 `org_*`."""
+    active = claims.get("o")
+    if active is None:
+        org_id, role, slug = (_text_claim(claims, f"org_{n}") for n in ("id", "role", "slug"))
+    elif isinstance(active, Mapping):
+        org_id, role, slug = (_text_claim(active, n) for n in ("id", "rol", "slg"))
+    else:
+        raise AuthError("claims_invalid", "the token's 'o' is not an object")
+    if role is not None and not role.startswith("org:"):
+        role = "org:" + role
+    return org_id, role, slug
 
 
 def build_verifier(settings: Settings, log: FilteringBoundLogger | None = None) -> TokenVerifier:

@@ -33,13 +33,13 @@ def event_body(event: str) -> bytes:
     fail(f"{event!r} is neither a file nor a bundled sample ({', '.join(sample_types())})")
 
 
-def webhook_url(url: str) -> str:
+def webhook_url(url: str, path: str = WEBHOOK_PATH) -> str:
     """A bare base URL (`http://host:8000`) gets the receiver's path appended."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         fail(f"--url {url!r}: expected an http:// or https:// URL")
     if parts.path in ("", "/"):
-        return url.rstrip("/") + WEBHOOK_PATH
+        return url.rstrip("/") + path
     return url
 
 
@@ -89,7 +89,8 @@ def _configured_secret(settings: Settings) -> str:
 @click.argument("event", metavar="EVENT_TYPE|FILE")
 @click.option(
     "--url",
-    help="Receiver URL; a bare base URL gets /webhooks/clerk appended. Default: the "
+    help="Receiver URL; a bare base URL gets CLERK_SYNC_WEBHOOK_PATH (/webhooks/clerk) "
+    "appended. Default: the "
     "clerk-sync serve running on CLERK_SYNC_DATA_DIR, else http://127.0.0.1:8000.",
 )
 @click.option(
@@ -121,7 +122,8 @@ def send_test(
     hint = " (is clerk-sync serve running? `make run` starts it)" if url is None else ""
     if url is None and settings is not None:
         url = default_url(settings)
-    target = webhook_url(url or DEFAULT_URL)
+    path = settings.clerk_sync_webhook_path if settings is not None else WEBHOOK_PATH
+    target = webhook_url(url or DEFAULT_URL, path)
     headers = signed_headers(body, secret=signing_secret(secret, settings))
     try:
         response = httpx.post(target, content=body, headers=headers, timeout=timeout)

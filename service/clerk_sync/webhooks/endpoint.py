@@ -1,10 +1,11 @@
-"""`POST /webhooks/clerk` as a plain ASGI endpoint in front of Quart.
+"""`POST /webhooks/clerk` (CLERK_SYNC_WEBHOOK_PATH) as a plain ASGI endpoint in front of Quart.
 
 The webhook is the hot path and needs nothing from a web framework: read at most the configured
 number of bytes, hand them and the headers to the `Receiver`, send its small JSON answer. Doing
 that here refuses an oversize body before anything is buffered (Quart queues every chunk of a
 request without bound) and skips Quart's request and response objects on every delivery. Every
-other request, other methods on the webhook path included, goes to Quart.
+other request, other methods on the webhook path included, goes to Quart. Mounted under a prefix
+(Starlette's `Mount`, an ASGI `root_path`), the path is matched below that prefix, as Quart does.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ _NOT_ALLOWED = Answer.of(
 class WebhookEndpoint:
     """Wrap `app`: POSTs to the webhook path are answered here, everything else passes on."""
 
-    def __init__(self, app: ASGIApp, receiver: Receiver, limit: int) -> None:
-        self.app, self.receiver, self.limit = app, receiver, limit
+    def __init__(
+        self, app: ASGIApp, receiver: Receiver, limit: int, path: str = WEBHOOK_PATH
+    ) -> None:
+        self.app, self.receiver, self.limit, self.path = app, receiver, limit, path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != WEBHOOK_PATH:
+        if scope["type"] != "http" or _below_root(scope) != self.path:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
@@ -76,6 +79,15 @@ class WebhookEndpoint:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _below_root(scope: Scope) -> str | None:
+    """The request path below the scope's `root_path` (None when it lies outside of it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root:
+        return path
+    return path.removeprefix(root) if path.startswith(root) and path != root else None
 
 
 async def _respond(send: Send, answer: Answer, *, close: bool = False) -> None:
