@@ -23,7 +23,7 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from clerk_sync.cli.devmode import SECRET_FILE, SERVER_FILE
+from clerk_sync.cli.devmode import SECRET_FILE, SERVER_FILE, DevServer, banner
 from clerk_sync.testing import sample, signed_headers
 from tests.devloop import (
     REPO,
@@ -291,3 +291,9 @@ def test_serve_on_a_busy_port_prints_one_line_and_exits_2(
         "or choose another with --port"
     ]
     assert not (tmp_path / "data" / SERVER_FILE).exists()
+
+
+def test_the_banner_gives_the_configured_webhook_path(tmp_path: Path) -> None:
+    server = DevServer("http://127.0.0.1:8123", "mongodb://127.0.0.1:27099", os.getpid())
+    text = banner(server, tmp_path, None, False, "/hooks/clerk")
+    assert "webhook URL     http://127.0.0.1:8123/hooks/clerk\n" in text

@@ -436,6 +436,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
     service's defaults apply; extraEnv is added; LOG_FORMAT is json by default."""
     assert rendered["defaults"].one("ConfigMap")["data"] == {
         "MONGODB_DB": "clerk_sync",
+        "CLERK_SYNC_WEBHOOK_PATH": "/webhooks/clerk",
         "CLERK_SYNC_MAX_BODY_BYTES": "1048576",
         "CLERK_SYNC_HANDLER_TIMEOUT": "10",
         "CLERK_SYNC_SHUTDOWN_DELAY": "5",
@@ -448,6 +449,7 @@ def test_configmap_carries_the_other_settings_and_leaves_empty_ones_out(
         "CLERK_SYNC_PLUGINS": "users,sessions,organizations,audit-log",
         "CLERK_SYNC_DISABLED_PLUGINS": "sessions",
         "CLERK_SYNC_REQUIRED_PLUGINS": "users,organizations",
+        "CLERK_SYNC_WEBHOOK_PATH": "/hooks/clerk",
         "CLERK_SYNC_MAX_BODY_BYTES": "2097152",
         "CLERK_SYNC_HANDLER_TIMEOUT": "7.5",
         "CLERK_SYNC_SHUTDOWN_DELAY": "10",
@@ -502,9 +504,14 @@ def test_ingress_is_off_by_default(rendered: dict[str, Rendered]) -> None:
     assert rendered["defaults"].all("Ingress") == []
 
 
-@pytest.mark.parametrize("case", ["ingress-tls", "full"])
-def test_ingress_exposes_only_the_webhook_path(rendered: dict[str, Rendered], case: str) -> None:
-    """Every host routes exactly one path, /webhooks/clerk, to the Service's http port, over TLS."""
+@pytest.mark.parametrize(
+    ("case", "path"), [("ingress-tls", "/webhooks/clerk"), ("full", "/hooks/clerk")]
+)
+def test_ingress_exposes_only_the_webhook_path(
+    rendered: dict[str, Rendered], case: str, path: str
+) -> None:
+    """Every host routes exactly one path, config.webhookPath (the server's
+    CLERK_SYNC_WEBHOOK_PATH), to the Service's http port, over TLS."""
     values = ci_values(case)["ingress"]
     ingress = rendered[case].one("Ingress")
     spec = ingress["spec"]
@@ -513,7 +520,7 @@ def test_ingress_exposes_only_the_webhook_path(rendered: dict[str, Rendered], ca
     for rule in spec["rules"]:
         assert rule["http"]["paths"] == [
             {
-                "path": "/webhooks/clerk",
+                "path": path,
                 "pathType": "Exact",
                 "backend": {"service": {"name": RELEASE, "port": {"name": "http"}}},
             }
@@ -524,6 +531,8 @@ def test_ingress_exposes_only_the_webhook_path(rendered: dict[str, Rendered], ca
 
 def test_notes_give_the_webhook_url_for_clerk(rendered: dict[str, Rendered]) -> None:
     assert "https://clerk-sync.example.com/webhooks/clerk" in rendered["ingress-tls"].notes
+    host = ci_values("full")["ingress"]["hosts"][0]
+    assert f"https://{host}/hooks/clerk" in rendered["full"].notes
 
 
 def test_autoscaling_replaces_the_fixed_replica_count(rendered: dict[str, Rendered]) -> None:

@@ -95,6 +95,7 @@ CLERK_SYNC_DISABLED_PLUGINS: {{ . | quote }}
 {{- with $c.requiredPlugins }}
 CLERK_SYNC_REQUIRED_PLUGINS: {{ . | quote }}
 {{- end }}
+CLERK_SYNC_WEBHOOK_PATH: {{ $c.webhookPath | quote }}
 CLERK_SYNC_MAX_BODY_BYTES: {{ $c.maxBodyBytes | int64 | quote }}
 CLERK_SYNC_HANDLER_TIMEOUT: {{ $c.handlerTimeout | toString | quote }}
 CLERK_SYNC_SHUTDOWN_DELAY: {{ $c.shutdownDelay | toString | quote }}

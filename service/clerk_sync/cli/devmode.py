@@ -141,7 +141,13 @@ def command_name() -> str:
     return str(script)
 
 
-def banner(server: DevServer, data_dir: Path, secret: str | None, show_secret: bool) -> str:
+def banner(
+    server: DevServer,
+    data_dir: Path,
+    secret: str | None,
+    show_secret: bool,
+    webhook_path: str = "/webhooks/clerk",
+) -> str:
     """The start-up text for the terminal: where to send webhooks, with what, and what next."""
     command = command_name()
     if secret is None:
@@ -153,7 +159,7 @@ def banner(server: DevServer, data_dir: Path, secret: str | None, show_secret: b
     return "\n".join(
         [
             "clerk-sync development mode: MONGODB_URL is not set, using the embedded store",
-            f"  webhook URL     {server.server_url}/webhooks/clerk",
+            f"  webhook URL     {server.server_url}{webhook_path}",
             f"  signing secret  {signing}",
             f"  store           {server.store_url} ({data_dir})",
             "next, in a second terminal in this directory:",

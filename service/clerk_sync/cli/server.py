@@ -109,7 +109,8 @@ def development_mode(
         log.info("development_signing_secret", path=str(data_dir / devmode.SECRET_FILE))
     server = devmode.DevServer(server_url, os.environ["MONGODB_URL"], os.getpid())
     stack.enter_context(devmode.announced(data_dir, server))
-    show_banner(devmode.banner(server, data_dir, secret, show_secret=sys.stderr.isatty()))
+    path = settings.clerk_sync_webhook_path
+    show_banner(devmode.banner(server, data_dir, secret, sys.stderr.isatty(), path))
 
 
 def show_banner(text: str) -> None:
