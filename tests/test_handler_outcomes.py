@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import BaseModel
 
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.testing import envelope, new_svix_id
@@ -144,3 +145,54 @@ async def test_an_outcome_time_is_utc_whatever_the_local_time_zone(running: Runn
     assert stored is not None
     at = stored["handlers"]["shaky:explode"]["at"]
     assert abs(at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+class Greeting(BaseModel):
+    greeting: str = "hello"
+
+
+async def test_a_handler_gets_its_plugin_settings_and_logs_with_the_delivery_fields(
+    running: Runner, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ctx carries the plugin's own settings, the app's settings and the plugin name; what it
+    logs through ctx.log names the delivery, its type and the plugin."""
+    monkeypatch.setenv("CLERK_SYNC_PLUGIN_GREETER_GREETING", "kia ora")
+    seen: list[tuple[Any, ...]] = []
+    plugin = Plugin("greeter", settings=Greeting)
+
+    @plugin.on("user.created")
+    async def greet(event: Event, ctx: Context[Greeting]) -> None:
+        seen.append((ctx.settings.greeting, ctx.app_settings.mongodb_db, ctx.plugin))
+        ctx.log.info("greeted", user=event.data["id"])
+
+    svix_id = new_svix_id()
+    async with running(plugins=[plugin]) as r:
+        capsys.readouterr()
+        status, _ = await r.post(BODY, msg_id=svix_id)
+        database = r.db.name
+    assert status == 200
+    assert seen == [("kia ora", database, "greeter")]
+    [line] = [line for line in log_lines(capsys.readouterr().out) if line["event"] == "greeted"]
+    assert (line["svix_id"], line["event_type"], line["plugin"], line["user"]) == (
+        svix_id,
+        "user.created",
+        "greeter",
+        "user_1",
+    )
+
+
+async def test_a_failed_handler_log_line_names_the_delivery(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    svix_id = new_svix_id()
+    async with running(plugins=[failing_plugin()]) as r:
+        capsys.readouterr()
+        await r.post(BODY, msg_id=svix_id)
+    [line] = [
+        line for line in log_lines(capsys.readouterr().out) if line["event"] == "handler_failed"
+    ]
+    assert (line["svix_id"], line["event_type"], line["plugin"]) == (
+        svix_id,
+        "user.created",
+        "shaky",
+    )
