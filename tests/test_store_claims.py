@@ -71,3 +71,8 @@ async def test_a_plugin_index_is_rebuilt_when_its_model_changes(store: Store) ->
     await store.ensure_indexes([Gadget], retention_days=30)
     indexes = await collection.index_information()
     assert indexes["serial_1"].get("unique") is True
+
+
+async def test_the_client_names_itself_to_mongodb(store: Store) -> None:
+    """MongoDB's logs and `currentOp` show which application a connection belongs to."""
+    assert store.client.options.pool_options.metadata["application"] == {"name": "clerk-sync"}
