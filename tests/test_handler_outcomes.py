@@ -196,3 +196,33 @@ async def test_a_failed_handler_log_line_names_the_delivery(
         "user.created",
         "shaky",
     )
+
+
+async def test_the_delivery_lag_is_arrival_minus_the_envelope_time(running: Runner) -> None:
+    """`clerk_sync_delivery_lag_seconds`: a delivery created 30 s ago counts about 30 s; one
+    stamped in the future (a skewed clock) counts 0, never a negative lag."""
+    plugin = Plugin("quiet")
+
+    @plugin.on("user.created")
+    async def accept(event: Event, ctx: Context[None]) -> None:
+        return None
+
+    now_ms = int(time.time() * 1000)
+    late = envelope(
+        "user.created", {"id": "user_1", "object": "user"}, timestamp_ms=now_ms - 30_000
+    )
+    early = envelope(
+        "user.created", {"id": "user_2", "object": "user"}, timestamp_ms=now_ms + 60_000
+    )
+    started = time.monotonic()
+    async with running(plugins=[plugin]) as r:
+        assert (await r.post(late))[0] == 200
+        text = (await (await r.client.get("/metrics")).get_data()).decode()
+        assert metric(text, "clerk_sync_delivery_lag_seconds_count") == {(): 1.0}
+        once = metric(text, "clerk_sync_delivery_lag_seconds_sum")[()]
+        assert (await r.post(early))[0] == 200
+        text = (await (await r.client.get("/metrics")).get_data()).decode()
+    wall = time.monotonic() - started
+    assert 30 <= once <= 30 + wall + 1
+    assert metric(text, "clerk_sync_delivery_lag_seconds_count") == {(): 2.0}
+    assert metric(text, "clerk_sync_delivery_lag_seconds_sum")[()] == once
