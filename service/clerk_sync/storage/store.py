@@ -39,7 +39,6 @@ class Store:
             connectTimeoutMS=SERVER_SELECTION_MS,
             appname="clerk-sync",
         )
-        self.database = database
         self.engine = AIOEngine(client=self.client, database=database)
         self.db = self.client[database]
         self.events = DeliveryLog(self.db[EVENTS])

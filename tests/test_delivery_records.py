@@ -1,0 +1,115 @@
+"""What the delivery record and the per-answer log line hold around the edges of the pipeline:
+terminal outcomes without a lease, UTC times, refusals before the id is known, MongoDB down."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from clerk_sync import Context, Event, Plugin
+from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
+from tests.conftest import Runner
+from tests.processes import free_port
+
+BODY = envelope("user.created", {"id": "user_1", "object": "user"})
+
+
+def users_plugin() -> Plugin:
+    plugin = Plugin("plain")
+
+    @plugin.on("user.created")
+    async def accept(event: Event, ctx: Context[None]) -> None:
+        return None
+
+    return plugin
+
+
+def log_lines(output: str, event: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["event"] == event]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(envelope("waitlistEntry.created", {"id": "wle_1"}), "ignored"), (b"not json", "rejected")],
+)
+async def test_an_ignored_or_rejected_delivery_holds_no_lease(
+    running: Runner, body: bytes, status: str
+) -> None:
+    svix_id = new_svix_id()
+    async with running(plugins=[users_plugin()]) as r:
+        await r.post(body, msg_id=svix_id)
+        stored = await r.event(svix_id)
+    assert stored is not None
+    assert (stored["status"], stored["lease_until"]) == (status, None)
+
+
+@pytest.fixture
+def far_from_utc() -> Iterator[None]:
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Honolulu"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+async def test_delivery_times_are_utc_whatever_the_local_time_zone(running: Runner) -> None:
+    svix_id = new_svix_id()
+    async with running(plugins=[users_plugin()]) as r:
+        await r.post(envelope("waitlistEntry.created", {"id": "wle_1"}), msg_id=svix_id)
+        stored = await r.event(svix_id)
+    assert stored is not None
+    now = datetime.now(UTC)
+    assert abs(stored["received_at"] - now) < timedelta(minutes=1)
+    assert abs(stored["last_attempt_at"] - now) < timedelta(minutes=1)
+
+
+async def test_a_refusal_before_the_id_is_read_logs_no_id(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(plugins=[users_plugin()]) as r:
+        capsys.readouterr()
+        status, _ = await r.post(BODY, headers={"content-type": "application/json"})
+    assert status == 400
+    [line] = log_lines(capsys.readouterr().out, "webhook")
+    assert (line["status"], line["svix_id"]) == (400, None)
+
+
+async def test_mongodb_down_answers_503_marks_it_down_and_logs_the_delivery(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing listens at the configured MongoDB: 503, `clerk_sync_mongodb_up` 0, and a
+    `store_unavailable` line naming the delivery."""
+    svix_id = new_svix_id()
+    dead = f"mongodb://127.0.0.1:{free_port()}"
+    async with running(plugins=[users_plugin()], mongodb_url=dead) as r:
+        capsys.readouterr()
+        response = await r.client.post(
+            "/webhooks/clerk", data=BODY, headers=signed_headers(BODY, msg_id=svix_id)
+        )
+        text = (await (await r.client.get("/metrics")).get_data()).decode()
+    assert response.status_code == 503
+    up = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "clerk_sync_mongodb_up"
+    ]
+    assert up == [0.0]
+    [line] = log_lines(capsys.readouterr().out, "store_unavailable")
+    assert line["svix_id"] == svix_id
+    assert TEST_SECRET not in line["error"]
