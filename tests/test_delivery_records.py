@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clerk_sync import Context, Event, Plugin
+from clerk_sync import Context, Event, Plugin, Settings, create_app
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
 from tests.processes import free_port
@@ -113,3 +113,18 @@ async def test_mongodb_down_answers_503_marks_it_down_and_logs_the_delivery(
     [line] = log_lines(capsys.readouterr().out, "store_unavailable")
     assert line["svix_id"] == svix_id
     assert TEST_SECRET not in line["error"]
+
+
+async def test_a_delivery_before_start_up_is_503_and_says_storage_is_not_started(
+    make_settings: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A request that reaches the app before its serving hooks ran (no store yet) is refused
+    like an outage, and the log says why."""
+    app = create_app(make_settings(), plugins=[users_plugin()])
+    capsys.readouterr()
+    response = await app.test_client().post(
+        "/webhooks/clerk", data=BODY, headers=signed_headers(BODY)
+    )
+    assert response.status_code == 503
+    [line] = log_lines(capsys.readouterr().out, "store_unavailable")
+    assert line["error"] == "storage is not started"
