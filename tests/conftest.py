@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -78,3 +80,19 @@ def running(make_settings: Callable[..., Settings]) -> Runner:
             mongo.close()
 
     return run
+
+
+@pytest.fixture
+def far_from_utc() -> Iterator[None]:
+    """Run with the process's local time zone 10 hours off UTC (times must still be stored UTC)."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Pacific/Honolulu"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = before
+        time.tzset()

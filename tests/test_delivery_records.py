@@ -4,9 +4,7 @@ terminal outcomes without a lease, UTC times, refusals before the id is known, M
 from __future__ import annotations
 
 import json
-import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -49,21 +47,6 @@ async def test_an_ignored_or_rejected_delivery_holds_no_lease(
         stored = await r.event(svix_id)
     assert stored is not None
     assert (stored["status"], stored["lease_until"]) == (status, None)
-
-
-@pytest.fixture
-def far_from_utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Pacific/Honolulu"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.mark.usefixtures("far_from_utc")

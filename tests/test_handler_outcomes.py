@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,22 +116,6 @@ async def test_a_handler_over_its_timeout_is_stored_logged_and_counted(
     ]
     # both handlers failed this delivery: one raised, one timed out
     assert metric(text, "clerk_sync_handler_failures_total") == {LABELS: 2.0}
-
-
-@pytest.fixture
-def far_from_utc() -> Iterator[None]:
-    """Run with the process's local time zone 10 hours off UTC."""
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Pacific/Honolulu"
-    time.tzset()
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TZ"]
-        else:
-            os.environ["TZ"] = before
-        time.tzset()
 
 
 @pytest.mark.usefixtures("far_from_utc")
