@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.storage.store import EVENTS, DeliveryLog, Store
+from tests.processes import free_port
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=15)
@@ -22,6 +27,14 @@ async def store(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+async def driver_events_seen(seen: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `seen()`: the driver hands topology events to listeners from its event thread,
+    up to a second after the change."""
+    deadline = time.monotonic() + within
+    while not seen() and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to await
+        await asyncio.sleep(0.05)
 
 
 async def ttl_seconds(store: Store) -> Any:
@@ -190,3 +203,46 @@ async def test_an_unreachable_mongodb_is_store_unavailable_for_every_command() -
                 await command
     finally:
         down.close()
+
+
+async def test_the_store_knows_whether_the_driver_has_lost_mongodb(store: Store) -> None:
+    """What a handler's timeout is judged by (test_a_handler_timing_out_while_mongodb_is_down_
+    answers_503): never reached, reached, and a mark taken while down that is still 'lost'."""
+    down = Store("mongodb://127.0.0.1:9/?directConnection=true", "clerk_sync")
+    try:
+        await down.ping(within=0.5)
+        unreached = down.reach.mark()
+        assert down.reach.down
+        assert down.reach.lost_since(unreached)
+        assert await store.ping()
+        healthy = store.reach.mark()
+        assert not store.reach.down
+        assert not store.reach.lost_since(healthy)
+    finally:
+        down.close()
+    store.close()
+    await driver_events_seen(lambda: not store.reach.open)
+    assert store.reach.down
+    assert store.reach.lost_since(healthy), "a closed client has lost its server"
+
+
+async def test_a_loss_of_mongodb_between_two_looks_is_remembered(tmp_path: Path) -> None:
+    """Down and back while a handler runs: the current topology is fine again at the end, and
+    only the driver's events tell that the server was lost in between."""
+    server = EmbeddedProcess(tmp_path / "store", port=free_port())
+    url = server.start()
+    watched = Store(url, "reach")
+    try:
+        assert await watched.ping(within=5)
+        before = watched.reach.mark()
+        server.stop()
+        assert not await watched.ping(within=0.5)
+        server.start()
+        assert await watched.ping(within=5)
+        assert not watched.reach.down
+        await driver_events_seen(lambda: watched.reach.lost != before.lost)
+        assert watched.reach.lost_since(before)
+        assert not watched.reach.lost_since(watched.reach.mark())
+    finally:
+        watched.close()
+        server.stop()

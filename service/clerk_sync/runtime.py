@@ -73,7 +73,7 @@ class Runtime:
         if url is None:
             raise ConfigError("MONGODB_URL: not set (`clerk-sync serve` starts an embedded store)")
         self.store = Store(url.get_secret_value(), self.settings.mongodb_db)
-        self.receiver.attach(self.store.events, self.store.engine)
+        self.receiver.attach(self.store.events, self.store.engine, self.store.reach)
         await self.prepare()
         if monitor:
             self.tasks.append(asyncio.create_task(self._monitor()))

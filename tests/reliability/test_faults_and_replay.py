@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,10 @@ from clerk_sync_users import plugin as users
 from pymongo.errors import AutoReconnect
 
 from clerk_sync import Context, Event, Plugin
+from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
+from tests.processes import free_port
 
 pytestmark = pytest.mark.reliability
 
@@ -141,3 +145,50 @@ async def test_a_handler_failing_because_mongodb_is_down_answers_503(running: Ru
         response = await r.client.post("/webhooks/clerk", data=body, headers=headers)
         assert response.status_code == 503
         assert response.headers.get("Retry-After")
+
+
+async def test_a_handler_timing_out_while_mongodb_is_down_answers_503(
+    running: Runner, tmp_path: Path
+) -> None:
+    """The outage test's lost case (CI, 2026-12-02): MongoDB went away while a handler waited on
+    it, the handler ran into its timeout before the driver gave up, and the answer was a 500
+    "a handler failed" without Retry-After. The driver raised nothing; the timeout was the outage.
+
+    Here the handler stops the delivery's own MongoDB server and writes twice: the first write
+    loses the connection, the second waits for a server and the timeout cancels it; the store is
+    started again before the outcome is recorded (blocking the loop, on purpose), so only the
+    answer is in question."""
+    store = EmbeddedProcess(tmp_path / "store", port=free_port())
+    url = store.start()
+    waiter = Plugin("waiter")
+
+    @waiter.on("user.created")
+    async def write_while_down(event: Event, ctx: Context[None]) -> None:
+        waits = ctx.engine.database["waits"]
+        store.stop()
+        try:
+            with contextlib.suppress(AutoReconnect):  # the pooled connection is gone
+                await waits.insert_one({"_id": event.svix_id})
+            await waits.insert_one({"_id": event.svix_id})  # waits for a server: cancelled
+        finally:
+            store.start()
+
+    try:
+        async with running(
+            plugins=[waiter], mongodb_url=url, clerk_sync_handler_timeout=TIMEOUT
+        ) as r:
+            svix_id = new_svix_id()
+            body = envelope("user.created", {"id": "user_timeout_outage"})
+            response = await r.client.post(
+                "/webhooks/clerk", data=body, headers=signed_headers(body, msg_id=svix_id)
+            )
+            stored = await r.event(svix_id)
+            gauge = await (await r.client.get("/metrics")).get_data(as_text=True)
+    finally:
+        store.stop()
+    assert response.status_code == 503, await response.get_data(as_text=True)
+    assert response.headers.get("Retry-After")
+    assert stored is not None
+    assert stored["status"] == "failed"
+    assert stored["handlers"]["waiter:write_while_down"]["status"] == "timeout"
+    assert "clerk_sync_mongodb_up 0.0" in gauge

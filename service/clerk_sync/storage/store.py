@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from motor.motor_asyncio import AsyncIOMotorClient
 from odmantic import AIOEngine
-from pymongo import IndexModel, ReturnDocument
+from pymongo import IndexModel, MongoClient, ReturnDocument
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.reach import Reachability
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection
@@ -32,13 +33,18 @@ class Store:
     """One motor client and ODMantic engine per app; closed on shut-down."""
 
     def __init__(self, url: str, database: str) -> None:
+        self.reach = Reachability()
         self.client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
             url,
             tz_aware=True,
             serverSelectionTimeoutMS=SERVER_SELECTION_MS,
             connectTimeoutMS=SERVER_SELECTION_MS,
             appname="clerk-sync",
+            event_listeners=[self.reach],
         )
+        # the driver's own client under motor (motor's stub calls the property a method)
+        driver: MongoClient[dict[str, Any]] = self.client.delegate
+        self.reach.watch(lambda: driver.topology_description)
         self.engine = AIOEngine(client=self.client, database=database)
         self.db = self.client[database]
         self.events = DeliveryLog(self.db[EVENTS])

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from clerk_sync.observability.metrics import Metrics
     from clerk_sync.settings import Settings
+    from clerk_sync.storage.reach import Reachability
     from clerk_sync.storage.store import DeliveryLog
 
 type Clock = Callable[[], float]
@@ -76,9 +77,10 @@ class Receiver:
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.events: DeliveryLog | None = None
         self.engine: AIOEngine | None = None
+        self.reach: Reachability | None = None
 
-    def attach(self, events: DeliveryLog, engine: AIOEngine) -> None:
-        self.events, self.engine = events, engine
+    def attach(self, events: DeliveryLog, engine: AIOEngine, reach: Reachability) -> None:
+        self.events, self.engine, self.reach = events, engine, reach
 
     async def receive(self, body: bytes, headers: HeaderLookup) -> Answer:
         """Run steps 1-7 of the webhook contract; never raises for bad input."""
@@ -262,6 +264,7 @@ class Receiver:
 
     async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
         assert self.engine is not None
+        assert self.reach is not None
         log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
         ctx: Context[Any] = Context(
             engine=self.engine,
@@ -270,7 +273,7 @@ class Receiver:
             app_settings=self.settings,
             plugin=sub.plugin,
         )
-        return await run_handler(sub, event, ctx, self.timeout, self.metrics)
+        return await run_handler(sub, event, ctx, self.timeout, self.metrics, self.reach)
 
     def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
         label = metric_event_type(d.event_type)
