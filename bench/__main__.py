@@ -3,6 +3,7 @@
     python -m bench                  # everything; writes bench/results/YYYY-MM-DD.{md,json}
     python -m bench --rounds 1 --deliveries 100 --output /tmp/quick.md   # a quick look
     python -m bench profile          # pyinstrument profiles into bench/profiles/
+    python -m bench driver           # client CPU per command: motor vs PyMongo async (driver.py)
 
 MongoDB: the embedded store that `clerk-sync serve` starts when MONGODB_URL is unset (and one
 more for the peer), or the server at BENCH_MONGODB_URL (each server gets its own database,
@@ -32,7 +33,7 @@ DEFAULTS = {"rounds": 3, "deliveries": 400, "levels": "1,16,64", "micro": 300, "
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=("all", "profile"), default="all")
+    parser.add_argument("what", nargs="?", choices=("all", "profile", "driver"), default="all")
     parser.add_argument("--rounds", type=int, default=DEFAULTS["rounds"])
     parser.add_argument("--deliveries", type=int, default=DEFAULTS["deliveries"])
     parser.add_argument("--levels", default=DEFAULTS["levels"], help="sender counts, e.g. 1,16,64")
@@ -52,6 +53,7 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         help="hypercorn: `clerk-sync serve` as shipped; uvicorn: the same app under "
         "bench/serve_uvicorn.py (uvloop, httptools), to measure a server switch",
     )
+    parser.add_argument("--commands", type=int, default=2000, help="driver: per client and round")
     parser.add_argument("--output", type=Path, help="markdown file (default: dated, in results/)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     return parser.parse_args(argv)
@@ -147,7 +149,22 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _arguments(argv)
     started = time.monotonic()
-    if args.what == "profile":
+    if args.what == "driver":
+        from bench import driver
+
+        rounds = args.rounds if "--rounds" in argv else 5
+        print(
+            driver.run(
+                os.environ.get("BENCH_MONGODB_URL") or None,
+                commands=args.commands,
+                rounds=rounds,
+                levels=[int(x) for x in args.levels.split(",") if x.strip()]
+                if "--levels" in argv
+                else [1, 16],
+                store=args.store if "--store" in argv else "memory",
+            )
+        )
+    elif args.what == "profile":
         from bench import hotpath
 
         for path in hotpath.write_profiles(HERE / "profiles", progress=_log):
