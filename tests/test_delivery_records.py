@@ -93,9 +93,19 @@ async def test_mongodb_down_answers_503_marks_it_down_and_logs_the_delivery(
         if sample.name == "clerk_sync_mongodb_up"
     ]
     assert up == [0.0]
-    [line] = log_lines(capsys.readouterr().out, "store_unavailable")
+    outcomes = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "clerk_sync_webhooks_total"
+    }
+    assert outcomes == {"unavailable": 1.0}
+    output = capsys.readouterr().out
+    [line] = log_lines(output, "store_unavailable")
     assert line["svix_id"] == svix_id
     assert TEST_SECRET not in line["error"]
+    [answered] = log_lines(output, "webhook")
+    assert (answered["status"], answered["outcome"]) == (503, "unavailable")
 
 
 async def test_a_delivery_before_start_up_is_503_and_says_storage_is_not_started(
@@ -111,3 +121,35 @@ async def test_a_delivery_before_start_up_is_503_and_says_storage_is_not_started
     assert response.status_code == 503
     [line] = log_lines(capsys.readouterr().out, "store_unavailable")
     assert line["error"] == "storage is not started"
+
+
+async def test_a_bug_in_the_pipeline_answers_500_json_and_logs_the_delivery(
+    running: Runner, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever raises inside the pipeline, Svix gets a JSON 500 (so it retries) naming the
+    delivery, the log has a `webhook_internal_error` line for it, and the metric says failed."""
+    svix_id = new_svix_id()
+
+    def broken(event_type: str) -> list[Any]:
+        raise RuntimeError("a bug in routing")
+
+    async with running(plugins=[users_plugin()]) as r:
+        monkeypatch.setattr(r.app.extensions["clerk_sync"].router, "handlers_for", broken)
+        capsys.readouterr()
+        status, body = await r.post(BODY, msg_id=svix_id)
+        text = (await (await r.client.get("/metrics")).get_data()).decode()
+    assert status == 500
+    assert body == {"error": "internal error", "svix_id": svix_id}
+    outcomes = {
+        sample.labels["outcome"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "clerk_sync_webhooks_total"
+    }
+    assert outcomes == {"failed": 1.0}
+    output = capsys.readouterr().out
+    [error] = log_lines(output, "webhook_internal_error")
+    assert error["svix_id"] == svix_id
+    assert "a bug in routing" in error["exception"]
+    [answered] = log_lines(output, "webhook")
+    assert (answered["status"], answered["outcome"]) == (500, "failed")

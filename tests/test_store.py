@@ -246,3 +246,29 @@ async def test_a_loss_of_mongodb_between_two_looks_is_remembered(tmp_path: Path)
     finally:
         watched.close()
         server.stop()
+
+
+async def test_a_mark_taken_while_mongodb_is_down_stays_lost_after_it_returns(
+    tmp_path: Path,
+) -> None:
+    """A handler that starts during an outage and times out after MongoDB is back: neither the
+    current topology nor a new loss says so, only the mark taken at its start."""
+    server = EmbeddedProcess(tmp_path / "store", port=free_port())
+    url = server.start()
+    watched = Store(url, "reach")
+    try:
+        assert await watched.ping(within=5)
+        before = watched.reach.mark()
+        server.stop()
+        assert not await watched.ping(within=0.5)
+        await driver_events_seen(lambda: watched.reach.lost != before.lost)
+        during = watched.reach.mark()
+        assert during.down
+        server.start()
+        assert await watched.ping(within=5)
+        assert not watched.reach.down
+        assert watched.reach.lost == during.lost
+        assert watched.reach.lost_since(during)
+    finally:
+        watched.close()
+        server.stop()

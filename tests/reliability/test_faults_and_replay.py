@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,7 @@ async def test_a_handler_failing_because_mongodb_is_down_answers_503(running: Ru
 
 
 async def test_a_handler_timing_out_while_mongodb_is_down_answers_503(
-    running: Runner, tmp_path: Path
+    running: Runner, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The outage test's lost case (CI, 2026-12-02): MongoDB went away while a handler waited on
     it, the handler ran into its timeout before the driver gave up, and the answer was a 500
@@ -192,3 +193,10 @@ async def test_a_handler_timing_out_while_mongodb_is_down_answers_503(
     assert stored["status"] == "failed"
     assert stored["handlers"]["waiter:write_while_down"]["status"] == "timeout"
     assert "clerk_sync_mongodb_up 0.0" in gauge
+    [warning] = [
+        line
+        for line in map(json.loads, capsys.readouterr().out.splitlines())
+        if line.get("event") == "handler_timed_out"  # every line is JSON (log_format=json)
+    ]
+    assert warning["mongodb_lost"] is True
+    assert warning["handler"] == "write_while_down"
