@@ -4,12 +4,14 @@ terminal outcomes without a lease, UTC times, refusals before the id is known, M
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pymongo.errors import OperationFailure
 
 from clerk_sync import Context, Event, Plugin, Settings, create_app
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
@@ -136,20 +138,70 @@ async def test_a_bug_in_the_pipeline_answers_500_json_and_logs_the_delivery(
     async with running(plugins=[users_plugin()]) as r:
         monkeypatch.setattr(r.app.extensions["clerk_sync"].router, "handlers_for", broken)
         capsys.readouterr()
+        started = time.perf_counter()
         status, body = await r.post(BODY, msg_id=svix_id)
+        took_ms = (time.perf_counter() - started) * 1000
         text = (await (await r.client.get("/metrics")).get_data()).decode()
     assert status == 500
     assert body == {"error": "internal error", "svix_id": svix_id}
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
     outcomes = {
-        sample.labels["outcome"]: sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "clerk_sync_webhooks_total"
+        (s.labels["event_type"], s.labels["outcome"]): s.value
+        for s in samples
+        if s.name == "clerk_sync_webhooks_total"
     }
-    assert outcomes == {"failed": 1.0}
+    assert outcomes == {("user.created", "failed"): 1.0}
+    timed = {
+        s.labels["event_type"]: s.value
+        for s in samples
+        if s.name == "clerk_sync_webhook_duration_seconds_count"
+    }
+    assert timed == {"user.created": 1.0}
     output = capsys.readouterr().out
     [error] = log_lines(output, "webhook_internal_error")
     assert error["svix_id"] == svix_id
     assert "a bug in routing" in error["exception"]
     [answered] = log_lines(output, "webhook")
-    assert (answered["status"], answered["outcome"]) == (500, "failed")
+    assert (answered["status"], answered["outcome"], answered["event_type"]) == (
+        500,
+        "failed",
+        "user.created",
+    )
+    assert answered["svix_id"] == svix_id
+    assert 0 < answered["duration_ms"] <= took_ms, "the time spent inside this request"
+    assert isinstance(answered["duration_ms"], float)
+    assert answered["duration_ms"] == round(answered["duration_ms"], 2), "milliseconds, 2 places"
+
+
+async def test_the_body_limit_admits_its_own_size_and_names_the_setting(running: Runner) -> None:
+    """The receiver's own check, for callers that hand it a body without the HTTP layer's
+    streaming limit in front (the endpoint refuses larger bodies before reading them whole)."""
+    for limit, expected in ((len(BODY), 200), (len(BODY) - 1, 413)):
+        async with running(plugins=[users_plugin()], clerk_sync_max_body_bytes=limit) as r:
+            receiver = r.app.extensions["clerk_sync"].receiver
+            answer = await receiver.receive(BODY, signed_headers(BODY))
+        assert answer.status == expected, limit
+    assert answer.body == {"error": "body exceeds CLERK_SYNC_MAX_BODY_BYTES"}
+
+
+async def test_mongodb_refusing_the_claim_for_a_server_reason_is_503_not_rejected(
+    running: Runner, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the codes meaning "this document cannot be stored" make a 202 `rejected`; a server
+    refusing the write for its own reasons (here NotWritablePrimary, as during an election) is a
+    503 with Retry-After, so Svix retries, and the log names the code."""
+    svix_id = new_svix_id()
+
+    async def not_primary(*args: Any, **kwargs: Any) -> None:
+        raise OperationFailure("not primary", code=10107)
+
+    async with running(plugins=[users_plugin()]) as r:
+        monkeypatch.setattr(r.app.extensions["clerk_sync"].receiver.events, "claim", not_primary)
+        capsys.readouterr()
+        response = await r.client.post(
+            "/webhooks/clerk", data=BODY, headers=signed_headers(BODY, msg_id=svix_id)
+        )
+    assert response.status_code == 503
+    assert response.headers.get("Retry-After") == "5"
+    [line] = log_lines(capsys.readouterr().out, "store_unavailable")
+    assert (line["svix_id"], line["error"]) == (svix_id, "MongoDB refused the write: 10107")

@@ -242,7 +242,14 @@ async def test_a_loss_of_mongodb_between_two_looks_is_remembered(tmp_path: Path)
         assert not watched.reach.down
         await driver_events_seen(lambda: watched.reach.lost != before.lost)
         assert watched.reach.lost_since(before)
-        assert not watched.reach.lost_since(watched.reach.mark())
+        again = watched.reach.mark()
+        assert not watched.reach.lost_since(again)
+        server.stop()  # a second outage counts as well as the first
+        assert not await watched.ping(within=0.5)
+        server.start()
+        assert await watched.ping(within=5)
+        await driver_events_seen(lambda: watched.reach.lost != again.lost)
+        assert watched.reach.lost_since(again)
     finally:
         watched.close()
         server.stop()
