@@ -72,23 +72,18 @@ async def measure(url: str, commands: int, rounds: int, levels: list[int]) -> li
     motor_events = motor[database]["webhook_events"]
     native_events = native[database]["webhook_events"]
 
-    async def by_motor(svix_id: str) -> object:
-        return await motor_events.find_one_and_update(
-            {"_id": svix_id},
-            _update(time.time()),
-            upsert=True,
-            return_document=ReturnDocument.BEFORE,
-        )
+    def claim_in(events: Any) -> Claim:  # a motor or a pymongo async collection
+        async def claim(svix_id: str) -> object:
+            return await events.find_one_and_update(
+                {"_id": svix_id},
+                _update(time.time()),
+                upsert=True,
+                return_document=ReturnDocument.BEFORE,
+            )
 
-    async def by_native(svix_id: str) -> object:
-        return await native_events.find_one_and_update(
-            {"_id": svix_id},
-            _update(time.time()),
-            upsert=True,
-            return_document=ReturnDocument.BEFORE,
-        )
+        return claim
 
-    clients: dict[str, Claim] = {"motor 3.7": by_motor, "pymongo async": by_native}
+    clients = {"motor 3.7": claim_in(motor_events), "pymongo async": claim_in(native_events)}
     try:
         for claim in clients.values():  # connect both pools and warm both paths
             await _timed(claim, 200, max(levels))

@@ -226,56 +226,61 @@ async def test_the_store_knows_whether_the_driver_has_lost_mongodb(store: Store)
     assert store.reach.lost_since(healthy), "a closed client has lost its server"
 
 
-async def test_a_loss_of_mongodb_between_two_looks_is_remembered(tmp_path: Path) -> None:
+@pytest.fixture
+async def watched(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedProcess, Store]]:
+    """A MongoDB server of the test's own, to stop and start, and a store connected to it."""
+    server = EmbeddedProcess(tmp_path / "store", port=free_port())
+    store = Store(server.start(), "reach")
+    try:
+        assert await store.ping(within=5)
+        yield server, store
+    finally:
+        store.close()
+        server.stop()
+
+
+async def lose(server: EmbeddedProcess, store: Store) -> None:
+    server.stop()
+    assert not await store.ping(within=0.5)
+
+
+async def restore(server: EmbeddedProcess, store: Store) -> None:
+    server.start()
+    assert await store.ping(within=5)
+
+
+async def test_a_loss_of_mongodb_between_two_looks_is_remembered(
+    watched: tuple[EmbeddedProcess, Store],
+) -> None:
     """Down and back while a handler runs: the current topology is fine again at the end, and
     only the driver's events tell that the server was lost in between."""
-    server = EmbeddedProcess(tmp_path / "store", port=free_port())
-    url = server.start()
-    watched = Store(url, "reach")
-    try:
-        assert await watched.ping(within=5)
-        before = watched.reach.mark()
-        server.stop()
-        assert not await watched.ping(within=0.5)
-        server.start()
-        assert await watched.ping(within=5)
-        assert not watched.reach.down
-        await driver_events_seen(lambda: watched.reach.lost != before.lost)
-        assert watched.reach.lost_since(before)
-        again = watched.reach.mark()
-        assert not watched.reach.lost_since(again)
-        server.stop()  # a second outage counts as well as the first
-        assert not await watched.ping(within=0.5)
-        server.start()
-        assert await watched.ping(within=5)
-        await driver_events_seen(lambda: watched.reach.lost != again.lost)
-        assert watched.reach.lost_since(again)
-    finally:
-        watched.close()
-        server.stop()
+    server, store = watched
+    before = store.reach.mark()
+    await lose(server, store)
+    await restore(server, store)
+    assert not store.reach.down
+    await driver_events_seen(lambda: store.reach.lost != before.lost)
+    assert store.reach.lost_since(before)
+    again = store.reach.mark()
+    assert not store.reach.lost_since(again)
+    await lose(server, store)  # a second outage counts as well as the first
+    await restore(server, store)
+    await driver_events_seen(lambda: store.reach.lost != again.lost)
+    assert store.reach.lost_since(again)
 
 
 async def test_a_mark_taken_while_mongodb_is_down_stays_lost_after_it_returns(
-    tmp_path: Path,
+    watched: tuple[EmbeddedProcess, Store],
 ) -> None:
     """A handler that starts during an outage and times out after MongoDB is back: neither the
     current topology nor a new loss says so, only the mark taken at its start."""
-    server = EmbeddedProcess(tmp_path / "store", port=free_port())
-    url = server.start()
-    watched = Store(url, "reach")
-    try:
-        assert await watched.ping(within=5)
-        before = watched.reach.mark()
-        server.stop()
-        assert not await watched.ping(within=0.5)
-        await driver_events_seen(lambda: watched.reach.lost != before.lost)
-        during = watched.reach.mark()
-        assert during.down
-        server.start()
-        assert await watched.ping(within=5)
-        assert not watched.reach.down
-        assert watched.reach.lost == during.lost
-        assert watched.reach.lost_since(during)
-    finally:
-        watched.close()
-        server.stop()
+    server, store = watched
+    before = store.reach.mark()
+    await lose(server, store)
+    await driver_events_seen(lambda: store.reach.lost != before.lost)
+    during = store.reach.mark()
+    assert during.down
+    await restore(server, store)
+    assert not store.reach.down
+    assert store.reach.lost == during.lost
+    assert store.reach.lost_since(during)
