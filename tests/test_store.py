@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -10,9 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
+from pymongo.hello import Hello
+from pymongo.monitoring import TopologyDescriptionChangedEvent
+from pymongo.server_description import ServerDescription
+from pymongo.synchronous.settings import TopologySettings
+from pymongo.topology_description import (
+    TOPOLOGY_TYPE,
+    TopologyDescription,
+    updated_topology_description,
+)
 
 from clerk_sync.errors import StoreUnavailable
 from clerk_sync.storage.embedded import EmbeddedProcess
+from clerk_sync.storage.reach import Reachability
 from clerk_sync.storage.store import EVENTS, DeliveryLog, Store
 from tests.processes import free_port
 
@@ -284,3 +296,55 @@ async def test_a_mark_taken_while_mongodb_is_down_stays_lost_after_it_returns(
     assert not store.reach.down
     assert store.reach.lost == during.lost
     assert store.reach.lost_since(during)
+
+
+# -- a replica set's topology changes, computed by the driver's own code -----------------------
+# The embedded server is one standalone, so these changes cannot be produced over a connection:
+# the descriptions below are what the driver computes from the servers' hello answers.
+
+RS_A, RS_B = ("db-a", 27017), ("db-b", 27017)
+
+
+def hello(address: tuple[str, int], **fields: Any) -> ServerDescription:
+    answer = {
+        "ok": 1,
+        "setName": "rs0",
+        "hosts": ["db-a:27017", "db-b:27017"],
+        "minWireVersion": 0,
+        "maxWireVersion": 21,
+        "setVersion": 1,
+    }
+    return ServerDescription(address, Hello({**answer, **fields}), round_trip_time=0.001)
+
+
+def replica_set_changes() -> list[TopologyDescription]:
+    """Found: primary A; a secondary B joins; A fails (B cannot write); B fails too."""
+    seeds = TopologySettings(seeds=[RS_A, RS_B], replica_set_name="rs0")
+    unknown: dict[tuple[str, int | None], ServerDescription]
+    unknown = {address: ServerDescription(address) for address in (RS_A, RS_B)}
+    start = TopologyDescription(
+        TOPOLOGY_TYPE.ReplicaSetNoPrimary, unknown, "rs0", None, None, seeds
+    )
+    steps = [
+        hello(RS_A, isWritablePrimary=True, electionId=ObjectId()),
+        hello(RS_B, secondary=True),
+        ServerDescription(RS_A, error=OSError("connection refused")),
+        ServerDescription(RS_B, error=OSError("connection refused")),
+    ]
+    descriptions = [start]
+    for step in steps:
+        descriptions.append(updated_topology_description(descriptions[-1], step))
+    return descriptions
+
+
+def test_only_a_change_that_leaves_no_writable_server_counts_as_a_loss() -> None:
+    """A secondary joining while the primary stays, or a second server failing after the set
+    already had no primary, is not a new loss; the primary's failure is one."""
+    descriptions = replica_set_changes()
+    assert [d.has_writable_server() for d in descriptions] == [False, True, True, False, False]
+    reach = Reachability()
+    counted = []
+    for previous, new in itertools.pairwise(descriptions):
+        reach.description_changed(TopologyDescriptionChangedEvent(previous, new, ObjectId()))
+        counted.append(reach.lost)
+    assert counted == [0, 0, 1, 1]
