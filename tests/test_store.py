@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from bson import ObjectId
 from pymongo.hello import Hello
-from pymongo.monitoring import TopologyDescriptionChangedEvent
+from pymongo.monitoring import ServerHeartbeatFailedEvent
 from pymongo.server_description import ServerDescription
 from pymongo.synchronous.settings import TopologySettings
 from pymongo.topology_description import (
@@ -42,8 +41,8 @@ async def store(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Store]:
 
 
 async def driver_events_seen(seen: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until `seen()`: the driver hands topology events to listeners from its event thread,
-    up to a second after the change."""
+    """Wait until `seen()`: the driver's monitor threads report a failed check when they next
+    look at the server (every half second or so while a command waits for one)."""
     deadline = time.monotonic() + within
     while not seen() and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to await
         await asyncio.sleep(0.05)
@@ -233,7 +232,6 @@ async def test_the_store_knows_whether_the_driver_has_lost_mongodb(store: Store)
     finally:
         down.close()
     store.close()
-    await driver_events_seen(lambda: not store.reach.open)
     assert store.reach.down
     assert store.reach.lost_since(healthy), "a closed client has lost its server"
 
@@ -252,8 +250,12 @@ async def watched(tmp_path: Path) -> AsyncIterator[tuple[EmbeddedProcess, Store]
 
 
 async def lose(server: EmbeddedProcess, store: Store) -> None:
+    """An outage of 1.5 s while commands keep trying (as a handler's writes do): the first
+    fails at once on its pooled connection, the next ones wait while the driver checks."""
     server.stop()
-    assert not await store.ping(within=0.5)
+    until = time.monotonic() + 1.5
+    while time.monotonic() < until:
+        assert not await store.ping(within=until - time.monotonic())
 
 
 async def restore(server: EmbeddedProcess, store: Store) -> None:
@@ -284,8 +286,7 @@ async def test_a_loss_of_mongodb_between_two_looks_is_remembered(
 async def test_a_mark_taken_while_mongodb_is_down_stays_lost_after_it_returns(
     watched: tuple[EmbeddedProcess, Store],
 ) -> None:
-    """A handler that starts during an outage and times out after MongoDB is back: neither the
-    current topology nor a new loss says so, only the mark taken at its start."""
+    """A handler that starts during an outage and times out after MongoDB is back."""
     server, store = watched
     before = store.reach.mark()
     await lose(server, store)
@@ -294,13 +295,12 @@ async def test_a_mark_taken_while_mongodb_is_down_stays_lost_after_it_returns(
     assert during.down
     await restore(server, store)
     assert not store.reach.down
-    assert store.reach.lost == during.lost
     assert store.reach.lost_since(during)
 
 
-# -- a replica set's topology changes, computed by the driver's own code -----------------------
-# The embedded server is one standalone, so these changes cannot be produced over a connection:
-# the descriptions below are what the driver computes from the servers' hello answers.
+# -- failed checks of a replica set's members -------------------------------------------------
+# The embedded server is one standalone, so a replica set cannot be produced over a connection:
+# its descriptions below are computed by the driver's own code from the members' hello answers.
 
 RS_A, RS_B = ("db-a", 27017), ("db-b", 27017)
 
@@ -317,34 +317,60 @@ def hello(address: tuple[str, int], **fields: Any) -> ServerDescription:
     return ServerDescription(address, Hello({**answer, **fields}), round_trip_time=0.001)
 
 
-def replica_set_changes() -> list[TopologyDescription]:
-    """Found: primary A; a secondary B joins; A fails (B cannot write); B fails too."""
+def replica_set(*steps: ServerDescription) -> TopologyDescription:
+    """The set's topology after the driver has seen `steps`, from both members unknown."""
     seeds = TopologySettings(seeds=[RS_A, RS_B], replica_set_name="rs0")
     unknown: dict[tuple[str, int | None], ServerDescription]
     unknown = {address: ServerDescription(address) for address in (RS_A, RS_B)}
-    start = TopologyDescription(
+    description = TopologyDescription(
         TOPOLOGY_TYPE.ReplicaSetNoPrimary, unknown, "rs0", None, None, seeds
     )
-    steps = [
-        hello(RS_A, isWritablePrimary=True, electionId=ObjectId()),
-        hello(RS_B, secondary=True),
-        ServerDescription(RS_A, error=OSError("connection refused")),
-        ServerDescription(RS_B, error=OSError("connection refused")),
-    ]
-    descriptions = [start]
     for step in steps:
-        descriptions.append(updated_topology_description(descriptions[-1], step))
-    return descriptions
+        description = updated_topology_description(description, step)
+    return description
 
 
-def test_only_a_change_that_leaves_no_writable_server_counts_as_a_loss() -> None:
-    """A secondary joining while the primary stays, or a second server failing after the set
-    already had no primary, is not a new loss; the primary's failure is one."""
-    descriptions = replica_set_changes()
-    assert [d.has_writable_server() for d in descriptions] == [False, True, True, False, False]
+PRIMARY_A = hello(RS_A, isWritablePrimary=True, electionId=ObjectId())
+SECONDARY_B = hello(RS_B, secondary=True)
+A_UNREACHABLE = ServerDescription(RS_A, error=OSError("connection refused"))
+
+
+@pytest.mark.parametrize(
+    ("seen", "failing", "loss"),
+    [
+        ((PRIMARY_A, SECONDARY_B), RS_B, False),
+        ((PRIMARY_A, SECONDARY_B), RS_A, True),
+        ((PRIMARY_A, SECONDARY_B, A_UNREACHABLE), RS_A, True),
+        ((), RS_A, True),
+    ],
+    ids=["secondary fails", "primary fails", "primary already unknown", "never reached"],
+)
+def test_a_failed_check_is_a_loss_unless_the_server_was_a_member_that_takes_no_writes(
+    seen: tuple[ServerDescription, ...], failing: tuple[str, int], loss: bool
+) -> None:
+    """Losing a secondary leaves the primary writable: no loss. The primary failing is one,
+    also when a failed command has already marked it unknown, and so is any unknown server."""
+    topology = replica_set(*seen)
     reach = Reachability()
-    counted = []
-    for previous, new in itertools.pairwise(descriptions):
-        reach.description_changed(TopologyDescriptionChangedEvent(previous, new, ObjectId()))
-        counted.append(reach.lost)
-    assert counted == [0, 0, 1, 1]
+    reach.watch(lambda: topology)
+    reach.failed(ServerHeartbeatFailedEvent(0.01, OSError("connection refused"), failing))
+    assert reach.lost == (1 if loss else 0)
+
+
+def test_a_mark_taken_while_down_is_lost_even_with_no_failed_check_after_it() -> None:
+    """Down at the start, writable at the end, no check failed in between: only the mark
+    says so, and that is enough."""
+    topology = replica_set()
+    reach = Reachability()
+    reach.watch(lambda: topology)
+    during = reach.mark()
+    topology = replica_set(PRIMARY_A, SECONDARY_B)
+    assert (during.down, reach.down, reach.lost) == (True, False, during.lost)
+    assert reach.lost_since(during)
+    assert not reach.lost_since(reach.mark())
+
+
+def test_a_reachability_watching_no_client_yet_is_down() -> None:
+    reach = Reachability()
+    assert reach.down
+    assert reach.lost_since(reach.mark())
