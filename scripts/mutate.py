@@ -6,7 +6,8 @@ mutants after the file's path with `src.` stripped; this repository keeps the pa
 `tests/` ([tool.mutmut] in pyproject.toml is written for that layout). One embedded MongoDB
 wire server, started here, serves every forked test run through TEST_MONGODB_URL.
 
-Not part of CI: it takes about twenty minutes. `MUTATE_JOBS` sets the parallel test runs (2).
+Not part of CI: it takes about twenty minutes. `MUTATE_JOBS` sets the parallel test runs (4:
+about half of a test run waits on timeouts and restarted servers, so two cores keep four busy).
 `MUTATE_KEEP=1` keeps `.mutate/` from the last run, so `make mutate ARGS='name ...'` re-checks
 chosen mutants (e.g. the survivors) against the current tests without regenerating the others.
 """
@@ -38,9 +39,17 @@ def stage() -> None:
 def main(argv: list[str]) -> int:
     stage()
     mutmut = str(Path(sys.executable).with_name("mutmut"))
-    jobs = os.environ.get("MUTATE_JOBS", "2")
+    jobs = os.environ.get("MUTATE_JOBS", "4")
     store = EmbeddedThread()
-    env = {**os.environ, "TEST_MONGODB_URL": store.start()}
+    # scripts/mutate_order.py runs each mutant's tests fastest first
+    path = os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))
+    addopts = " ".join(filter(None, ["-p mutate_order", os.environ.get("PYTEST_ADDOPTS")]))
+    env = {
+        **os.environ,
+        "TEST_MONGODB_URL": store.start(),
+        "PYTHONPATH": path,
+        "PYTEST_ADDOPTS": addopts,
+    }
     try:
         command = [mutmut, "run", "--max-children", jobs, *argv]
         run = subprocess.run(command, cwd=STAGE, env=env)  # noqa: S603 (our venv's mutmut)
