@@ -374,3 +374,10 @@ def test_a_reachability_watching_no_client_yet_is_down() -> None:
     reach = Reachability()
     assert reach.down
     assert reach.lost_since(reach.mark())
+
+
+def test_a_failed_check_before_any_topology_is_watched_is_a_loss() -> None:
+    """With no topology to ask, nothing says the failing server took no writes: it counts."""
+    reach = Reachability()
+    reach.failed(ServerHeartbeatFailedEvent(0.01, OSError("connection refused"), RS_A))
+    assert reach.lost == 1
