@@ -32,6 +32,7 @@ OUTCOMES = (
     "unavailable",
 )
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600)
 
 
@@ -76,6 +77,17 @@ class Metrics:
             "clerk_sync_delivery_lag_seconds",
             "Arrival time minus the envelope timestamp.",
             buckets=_LAG_BUCKETS,
+            registry=own,
+        )
+        self.outcome_batch_size = Histogram(
+            "clerk_sync_outcome_batch_size",
+            "Successful outcomes written together by one group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=own,
+        )
+        self.outcome_flush_failures = Counter(
+            "clerk_sync_outcome_flush_failures",
+            "Group commits of successful outcomes that failed (retried at the next interval).",
             registry=own,
         )
         self.mongodb_up = Gauge(
