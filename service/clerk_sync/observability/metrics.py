@@ -103,8 +103,35 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemax",
         )
+        self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._handler_children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         if self.multiprocess:
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    def delivery(self, event_type: str, outcome: str) -> tuple[Counter, Histogram]:
+        """The children of `webhooks` and `webhook_duration` for one delivery's labels, looked
+        up once per label set (the label sets are bounded: known types by outcomes)."""
+        key = (event_type, outcome)
+        found = self._delivery_children.get(key)
+        if found is None:
+            found = (
+                self.webhooks.labels(event_type, outcome),
+                self.webhook_duration.labels(event_type),
+            )
+            self._delivery_children[key] = found
+        return found
+
+    def handler(self, plugin: str, event_type: str) -> tuple[Histogram, Counter]:
+        """The children of `handler_duration` and `handler_failures` for one handler run."""
+        key = (plugin, event_type)
+        found = self._handler_children.get(key)
+        if found is None:
+            found = (
+                self.handler_duration.labels(plugin, event_type),
+                self.handler_failures.labels(plugin, event_type),
+            )
+            self._handler_children[key] = found
+        return found
 
     def set_plugins(self, records: Iterable[PluginRecord]) -> None:
         for record in records:

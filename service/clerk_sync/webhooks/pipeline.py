@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -82,6 +83,10 @@ class Receiver:
         self.engine: AIOEngine | None = None
         self.reach: Reachability | None = None
         self.writer: OutcomeWriter | None = None
+        self._plugin_logs: dict[str, FilteringBoundLogger] = {}
+        # lease tokens: unique per process (random prefix) and per attempt (a counter)
+        self._token_prefix = secrets.token_hex(8)
+        self._tokens = itertools.count()
 
     def attach(
         self, events: DeliveryLog, engine: AIOEngine, reach: Reachability, *, group_commit: bool
@@ -203,7 +208,7 @@ class Receiver:
             if before is not None:
                 return self._existing(before, d, now)
             return Answer.of(200, DeliveryAccepted(status="ignored", svix_id=d.svix_id), "ignored")
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._tokens):x}"
         before = await self._claim(d, "processing", now, on_insert, token)
         done: set[str] = set()
         if before is not None:
@@ -299,10 +304,12 @@ class Receiver:
     async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
         assert self.engine is not None
         assert self.reach is not None
-        log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
+        plugin_log = self._plugin_logs.get(sub.plugin)
+        if plugin_log is None:  # bound once per plugin and app, then per delivery
+            plugin_log = self._plugin_logs[sub.plugin] = self.log.bind(plugin=sub.plugin)
         ctx: Context[Any] = Context(
             engine=self.engine,
-            log=log,
+            log=plugin_log.bind(svix_id=event.svix_id, event_type=event.type),
             settings=self.router.plugin_settings(sub.plugin),
             app_settings=self.settings,
             plugin=sub.plugin,
@@ -310,9 +317,9 @@ class Receiver:
         return await run_handler(sub, event, ctx, self.timeout, self.metrics, self.reach)
 
     def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
-        label = metric_event_type(d.event_type)
-        self.metrics.webhooks.labels(label, answer.outcome).inc()
-        self.metrics.webhook_duration.labels(label).observe(elapsed)
+        count, duration = self.metrics.delivery(metric_event_type(d.event_type), answer.outcome)
+        count.inc()
+        duration.observe(elapsed)
         self.log.info(
             "webhook",
             svix_id=d.svix_id or None,
