@@ -6,7 +6,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,20 +50,6 @@ COUNTER_SOURCE = """
             raise RuntimeError("told to fail")
         await counts.update_one({"_id": event.svix_id}, {"$inc": {"completed": 1}})
 """
-
-
-def await_outcomes(db: Any, ids: Iterable[str], within: float = 10.0) -> None:
-    """Wait until none of `ids` is `processing` any more, or `within` seconds have passed.
-
-    A successful delivery's `processed` outcome follows its 200 by up to
-    CLERK_SYNC_OUTCOME_FLUSH_SECONDS (group commit); a test reading the record right after the
-    answers waits for it here, then asserts what it finds. No assertion on time is made."""
-    wanted = list(ids)
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if db.webhook_events.count_documents({"_id": {"$in": wanted}, "status": "processing"}) == 0:
-            return
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

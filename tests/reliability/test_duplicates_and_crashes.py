@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from clerk_sync.testing import envelope, new_svix_id
-from tests.processes import ServerProcess
-from tests.reliability.conftest import HANDLER_TIMEOUT, Pair, await_outcomes
+from tests.processes import ServerProcess, await_outcomes
+from tests.reliability.conftest import HANDLER_TIMEOUT, Pair
 from tests.reliability.sender import Delivery, Sender
 
 pytestmark = pytest.mark.reliability

@@ -15,8 +15,8 @@ from pymongo import MongoClient
 
 from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import new_svix_id
-from tests.processes import ServerProcess, free_port
-from tests.reliability.conftest import Pair, await_outcomes, server_env
+from tests.processes import ServerProcess, await_outcomes, free_port
+from tests.reliability.conftest import Pair, server_env
 from tests.reliability.sender import SCHEDULE, Delivery, Sender
 from tests.reliability.test_duplicates_and_crashes import user_body
 
