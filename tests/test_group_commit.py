@@ -195,3 +195,27 @@ async def test_a_zero_flush_interval_writes_each_outcome_before_its_answer(
     assert status == 200
     assert writer is None
     assert doc["status"] == "processed"
+
+
+async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last write is retried; what is still unwritten is named in an error line (its
+    delivery stays `processing` for `events replay --stale`)."""
+    runs: list[str] = []
+    svix_id = new_svix_id()
+    unreachable: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
+    )
+    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
+        await r.hold_outcomes()
+        assert (await r.post(body(1), msg_id=svix_id, settle=False))[0] == 200
+        writer_of(r).events = DeliveryLog(unreachable.db.webhook_events)
+        capsys.readouterr()
+    unreachable.close()
+    lines = log_lines(capsys.readouterr().out)
+    warned = [line for line in lines if line["event"] == "outcomes_not_written"]
+    lost = [line for line in lines if line["event"] == "outcomes_lost_at_shutdown"]
+    assert len(warned) == 3
+    assert [(line["level"], line["deliveries"]) for line in lost] == [("error", 1)]
+    assert "replay --stale" in lost[0]["remedy"]
