@@ -28,13 +28,18 @@ from clerk_sync.storage.embedded import EmbeddedProcess
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-DEFAULTS = {"rounds": 3, "deliveries": 400, "levels": "1,16,64", "micro": 300, "count": 300}
+DEFAULTS = {"rounds": 5, "deliveries": 400, "levels": "1,16,64", "micro": 300, "count": 300}
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("all", "profile", "driver"), default="all")
-    parser.add_argument("--rounds", type=int, default=DEFAULTS["rounds"])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULTS["rounds"],
+        help="interleaved rounds; the CPU ratio is their median (default 5)",
+    )
     parser.add_argument("--deliveries", type=int, default=DEFAULTS["deliveries"])
     parser.add_argument("--levels", default=DEFAULTS["levels"], help="sender counts, e.g. 1,16,64")
     parser.add_argument("--micro-deliveries", type=int, default=DEFAULTS["micro"])

@@ -242,30 +242,57 @@ def _micro(run: Run) -> list[str]:
     by_name = {s.name: s for s in run.micro}
     whole = by_name.get("receive (new delivery)")
     if whole is not None:
-        parts = [s for s in run.micro if not s.name.startswith("receive")]
+        # with group commit `receive` does not pay a `finish` per delivery: its share of the
+        # batched write is in the rest
+        parts = [s for s in run.micro if not s.name.startswith(("receive", "record: finish"))]
         rest = whole.cpu_us - sum(s.cpu_us for s in parts)
-        what = "receive minus the stages above: metrics, ids, dates, timeout, gather, Context"
+        what = (
+            "receive minus the stages above but finish: metrics, ids, dates, timeout, Context, "
+            "and its share of the group commit"
+        )
         rows.insert(len(parts), ["rest of receive", _us(rest), "-", "-", what])
     head = ["pipeline stage", "CPU µs/delivery", "store CPU µs", "wall µs", "what"]
     return _table(head, rows)
 
 
+#: issue 14: CPU ratio with the SQLite embedded store measured before group commit
+SQLITE_RATIO_BEFORE = 2.37
+COMMANDS_PER_DELIVERY = 2.2
+
+
 def targets(run: Run) -> list[tuple[str, str, bool]]:
-    """Each acceptance target of issue 9: what it asks, what was measured, whether it holds."""
+    """Each acceptance target of issue 14: what it asks, what was measured, whether it holds."""
     ratio = cpu_ratio(run.macro)
     ours = command_totals(run, "clerk-sync")
-    updated = ours.get("user.updated", float("nan"))
+    load = ours.get("load", float("nan"))
     duplicate = ours.get("duplicate user.updated", float("nan"))
     rss = run.macro.peak_rss.get("clerk-sync", 0)
+    p99 = _median(p.p99_ms for p in _phases(run.macro, "clerk-sync", 16))
+    sqlite = "SQLite" in run.store
+    ratio_target = (
+        (f"< {SQLITE_RATIO_BEFORE} (SQLite store)", ratio < SQLITE_RATIO_BEFORE)
+        if sqlite
+        else ("≤ 1.0", ratio <= 1.0)
+    )
     return [
         (
-            "server CPU per delivery, clerk-sync ≤ peer (median of rounds)",
+            f"server CPU per processed delivery, clerk-sync ÷ peer, median of {run.rounds} "
+            f"interleaved rounds {ratio_target[0]}",
             f"ratio {ratio:.2f}",
-            ratio <= 1.0,
+            ratio_target[1],
         ),
-        ("user.updated ≤ 3 MongoDB commands", f"{updated:.0f}", updated <= 3),
-        ("duplicate ≤ 1 MongoDB command", f"{duplicate:.0f}", duplicate <= 1),
-        ("peak RSS of one server process < 150 MiB", _mb(rss), 0 < rss < RSS_LIMIT),
+        (
+            f"MongoDB commands per single-handler delivery at 16 senders ≤ {COMMANDS_PER_DELIVERY}",
+            f"{load:.2f}",
+            load <= COMMANDS_PER_DELIVERY,
+        ),
+        ("a duplicate: 1 MongoDB command", f"{duplicate:.0f}", duplicate <= 1),
+        ("peak RSS of one server process at 64 senders < 150 MiB", _mb(rss), 0 < rss < RSS_LIMIT),
+        (
+            "p99 latency at 16 senders (compare with the previous run's results file)",
+            f"{p99:.1f} ms",
+            p99 == p99,
+        ),
     ]
 
 

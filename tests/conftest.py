@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -15,6 +17,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol
 
 from clerk_sync import Plugin, Settings, create_app
+from clerk_sync.runtime import Runtime
 from clerk_sync.testing import TEST_SECRET, signed_headers
 
 
@@ -45,14 +48,39 @@ class Running:
     db: AsyncIOMotorDatabase[dict[str, Any]]
 
     async def post(
-        self, body: bytes, headers: dict[str, str] | None = None, **sign: Any
+        self,
+        body: bytes,
+        headers: dict[str, str] | None = None,
+        *,
+        settle: bool = True,
+        **sign: Any,
     ) -> tuple[int, dict[str, Any]]:
-        """POST a delivery, signed with the test secret unless headers are given."""
+        """POST a delivery, signed with the test secret unless headers are given; then, unless
+        `settle=False`, write the queued outcomes as the next group commit would."""
         headers = headers if headers is not None else signed_headers(body, **sign)
         response = await self.client.post("/webhooks/clerk", data=body, headers=headers)
+        if settle:
+            await self.settle()
         return response.status_code, await response.get_json()
 
+    async def settle(self) -> None:
+        """Write the outcomes queued for group commit now (the flusher would within its
+        interval), so that what a test reads is what MongoDB holds once they are written."""
+        runtime: Runtime = self.app.extensions["clerk_sync"]
+        if runtime.writer is not None:
+            assert await runtime.writer.flush()
+
+    async def hold_outcomes(self) -> None:
+        """Stop the background group commit: queued outcomes wait for `settle` (or shut-down),
+        so a test sees them queued whatever the machine's speed."""
+        runtime: Runtime = self.app.extensions["clerk_sync"]
+        assert runtime.flusher is not None
+        runtime.flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.flusher
+
     async def event(self, svix_id: str) -> dict[str, Any] | None:
+        await self.settle()
         return await self.db.webhook_events.find_one({"_id": svix_id})
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,17 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def await_outcomes(db: Any, ids: Iterable[str], within: float = 10.0) -> None:
+    """Wait until none of `ids` is `processing` any more, or `within` seconds have passed.
+
+    A successful delivery's `processed` outcome follows its 200 by up to
+    CLERK_SYNC_OUTCOME_FLUSH_SECONDS (group commit); a test reading the record right after the
+    answers waits for it here, then asserts what it finds. No assertion on time is made."""
+    wanted = list(ids)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if db.webhook_events.count_documents({"_id": {"$in": wanted}, "status": "processing"}) == 0:
+            return
+        time.sleep(0.05)

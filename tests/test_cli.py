@@ -192,6 +192,7 @@ REFUSED = {
     "CLERK_SYNC_HANDLER_TIMEOUT": "soon",
     "CLERK_SYNC_EVENT_RETENTION_DAYS": "-1",
     "CLERK_SYNC_SHUTDOWN_DELAY": "-1",
+    "CLERK_SYNC_OUTCOME_FLUSH_SECONDS": "2",
     "CLERK_SYNC_WEBHOOK_PATH": "webhooks/clerk",
     "CLERK_JWKS_CACHE_SECONDS": "0",
     "CLERK_JWT_KEY": "garbage",
@@ -406,9 +407,56 @@ def test_replay_one_delivery_by_svix_id(cli: Invoke, running: Runner, flaky: Pat
     assert unknown.stdout.startswith("msg_unknown: failed (404): no such delivery")
 
 
+def test_replay_stale_finishes_deliveries_whose_outcome_a_crash_lost(
+    cli: Invoke, running: Runner, flaky: Path, db: Any
+) -> None:
+    """Outcomes still queued for group commit when the process dies leave their deliveries
+    `processing`; once a lease has expired `--stale` runs those handlers again through the
+    pipeline and they end `processed`. A delivery whose lease still runs is left alone."""
+    flaky.unlink()
+
+    async def deliver_then_crash() -> list[str]:
+        async with running(plugins=None, clerk_sync_plugins="users,flaky") as r:
+            await r.hold_outcomes()
+            ids = [(await r.post(body, settle=False))[1]["svix_id"] for body in user_bodies(3)]
+            r.app.extensions["clerk_sync"].writer.queued.clear()  # what a SIGKILL loses
+            return ids
+
+    expired, also_expired, leased = asyncio.run(deliver_then_crash())
+    assert {d["status"] for d in db.webhook_events.find()} == {"processing"}
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    db.webhook_events.update_many(
+        {"_id": {"$in": [expired, also_expired]}}, {"$set": {"lease_until": past}}
+    )
+    env = {"CLERK_SYNC_PLUGINS": "users,flaky"}
+
+    stale = cli("events", "replay", "--stale", **env)
+    again = cli("events", "replay", "--stale", "--json", **env)
+
+    assert stale.exit_code == 0, stale.output
+    assert stale.stdout.splitlines() == ["replayed 2: 2 processed, 0 failed, 0 skipped"]
+    assert json.loads(again.stdout)["deliveries"] == []
+    events = {d["_id"]: d for d in db.webhook_events.find()}
+    assert {i: (e["status"], e["attempts"]) for i, e in events.items()} == {
+        expired: ("processed", 2),
+        also_expired: ("processed", 2),
+        leased: ("processing", 1),
+    }
+    assert events[expired]["lease_until"] is None
+    runs = {r["_id"]: r["runs"] for r in db.flaky_runs.find()}
+    assert runs == {expired: 2, also_expired: 2, leased: 1}
+
+
 @pytest.mark.parametrize(
     "args",
-    [[], ["msg_x", "--status", "failed"], ["msg_x", "--since", "1h"], ["--status", "processed"]],
+    [
+        [],
+        ["msg_x", "--status", "failed"],
+        ["msg_x", "--since", "1h"],
+        ["--status", "processed"],
+        ["--stale", "--status", "failed"],
+        ["msg_x", "--stale"],
+    ],
 )
 def test_replay_needs_one_id_or_a_status(cli: Invoke, args: list[str]) -> None:
     assert cli("events", "replay", *args).exit_code == 2

@@ -9,7 +9,7 @@ import httpx
 from pymongo import MongoClient
 
 from clerk_sync.testing import TEST_SECRET, sample, signed_headers
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, await_outcomes
 
 
 def test_serve_with_embedded_store_processes_sample_and_keeps_data(tmp_path: Path) -> None:
@@ -26,6 +26,7 @@ def test_serve_with_embedded_store_processes_sample_and_keeps_data(tmp_path: Pat
         store = next(e for e in server.events() if e.get("event") == "embedded_store")
         client: MongoClient[dict[str, object]] = MongoClient(store["url"])
         user = client.clerk_sync.users.find_one({"clerk_id": json.loads(body)["data"]["id"]})
+        await_outcomes(client.clerk_sync, [headers["svix-id"]])
         event = client.clerk_sync.webhook_events.find_one({"_id": headers["svix-id"]})
         client.close()
     assert answer.status_code == 200, answer.text

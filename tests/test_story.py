@@ -64,6 +64,7 @@ async def deliver(r: Running, event_type: str, svix_id: str | None = None) -> in
     """Deliver one bundled sample through the receiver, freshly signed; return the status."""
     body = sample(event_type)
     answer = await runtime_of(r.app).receiver.receive(body, signed_headers(body, msg_id=svix_id))
+    await r.settle()
     return answer.status
 
 

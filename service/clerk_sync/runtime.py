@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from clerk_sync.plugins import Plugin
     from clerk_sync.settings import Settings
+    from clerk_sync.webhooks.outcomes import OutcomeWriter
 
 MONITOR_INTERVAL = 5.0
 
@@ -36,6 +37,8 @@ class Runtime:
     receiver: Receiver
     log: FilteringBoundLogger
     store: Store | None = None
+    writer: OutcomeWriter | None = None
+    flusher: asyncio.Task[None] | None = None
     indexes_ready: bool = False
     shutting_down: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -67,14 +70,23 @@ class Runtime:
     def models(self) -> list[type[Model]]:
         return [m for r in self.records if r.plugin is not None for m in r.plugin.models]
 
-    async def start(self, *, monitor: bool = True) -> None:
-        """Connect to MongoDB and create indexes; when it is down, keep retrying in background."""
+    async def start(self, *, monitor: bool = True, group_commit: bool = True) -> None:
+        """Connect to MongoDB and create indexes; when it is down, keep retrying in background.
+
+        With `group_commit` the `processed` outcomes of successful deliveries are written in
+        batches after their answers (CLERK_SYNC_OUTCOME_FLUSH_SECONDS); the CLI passes False to
+        write each before it reports it."""
         url = self.settings.mongodb_url
         if url is None:
             raise ConfigError("MONGODB_URL: not set (`clerk-sync serve` starts an embedded store)")
         self.store = Store(url.get_secret_value(), self.settings.mongodb_db)
-        self.receiver.attach(self.store.events, self.store.engine, self.store.reach)
+        self.writer = self.receiver.attach(
+            self.store.events, self.store.engine, self.store.reach, group_commit=group_commit
+        )
         await self.prepare()
+        if self.writer is not None:
+            self.flusher = asyncio.create_task(self.writer.run())
+            self.tasks.append(self.flusher)
         if monitor:
             self.tasks.append(asyncio.create_task(self._monitor()))
 
@@ -114,6 +126,8 @@ class Runtime:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.writer is not None:
+            await self.writer.close()  # every queued outcome, before the store closes
         if self.store is not None:
             self.store.close()
 

@@ -22,7 +22,8 @@ COMMAND = "pytest tests/reliability -q -p no:cacheprovider -m reliability"
 HANDLER_TIMEOUT = 3.0  # lease = timeout + 5 s = 8 s
 
 #: A plugin counting handler runs in `reliability_counts`, keyed by svix-id: `started` when it
-#: begins, `completed` when it returns. `data.reliability.sleep_first` makes its first run sleep.
+#: begins, `completed` when it returns. `data.reliability.sleep_first` makes its first run sleep;
+#: `data.reliability.fail` makes every run raise after counting its start.
 COUNTER_SOURCE = """
     import asyncio
 
@@ -45,6 +46,8 @@ COUNTER_SOURCE = """
         mode = event.data.get("reliability") or {}
         if mode.get("sleep_first") and doc["started"] == 1:
             await asyncio.sleep(mode["sleep_first"])
+        if mode.get("fail"):
+            raise RuntimeError("told to fail")
         await counts.update_one({"_id": event.svix_id}, {"$inc": {"completed": 1}})
 """
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from clerk_sync.testing import envelope, new_svix_id
-from tests.processes import ServerProcess
+from tests.processes import ServerProcess, await_outcomes
 from tests.reliability.conftest import HANDLER_TIMEOUT, Pair
 from tests.reliability.sender import Delivery, Sender
 
@@ -52,6 +52,7 @@ def test_the_same_svix_id_sent_50_times_at_once_runs_each_handler_once(
     deliveries = [Delivery(new_svix_id(), user_body(f"user_race{n}", 0)) for n in range(RACES)]
     for delivery in deliveries:
         answers[delivery.svix_id] = asyncio.run(race(sender, delivery))
+    await_outcomes(pair.db, answers)
     for svix_id, statuses in answers.items():
         assert set(statuses) <= {200, 409}, statuses
         counts = pair.db.reliability_counts.find_one({"_id": svix_id})
@@ -119,6 +120,7 @@ def test_a_server_killed_mid_handler_is_finished_by_the_redelivery_once(
     sender.urls = pair.urls
     asyncio.run(sender.send_all([delivery]))
     took = time.monotonic() - started
+    await_outcomes(pair.db, [svix_id])
     assert svix_id in sender.acked
     counts = pair.db.reliability_counts.find_one({"_id": svix_id})
     assert counts == {"_id": svix_id, "started": 2, "completed": 1}, counts

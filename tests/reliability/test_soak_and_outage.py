@@ -15,7 +15,7 @@ from pymongo import MongoClient
 
 from clerk_sync.storage.embedded import EmbeddedProcess
 from clerk_sync.testing import new_svix_id
-from tests.processes import ServerProcess, free_port
+from tests.processes import ServerProcess, await_outcomes, free_port
 from tests.reliability.conftest import Pair, server_env
 from tests.reliability.sender import SCHEDULE, Delivery, Sender
 from tests.reliability.test_duplicates_and_crashes import user_body
@@ -50,6 +50,7 @@ def check_stored(
     db: Any, sender: Sender, deliveries: list[Delivery], expected: dict[str, str]
 ) -> dict[str, int]:
     ids = {d.svix_id for d in deliveries}
+    await_outcomes(db, ids)
     docs = {d["_id"]: d for d in db.webhook_events.find({"_id": {"$in": list(ids)}})}
     counts = {c["_id"]: c for c in db.reliability_counts.find({"_id": {"$in": list(ids)}})}
     users = {

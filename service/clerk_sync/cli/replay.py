@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clerk_sync.webhooks.answers import Answer
 
 REPLAYABLE = ("failed", "processing")
+STALE = "stale"
 PROGRESS_FROM = 20
 
 
@@ -74,8 +75,12 @@ def classify(answer: Answer) -> str:
 
 
 async def _replayable_ids(runtime: Runtime, status: str, since: datetime | None) -> list[str]:
+    """The deliveries in `status`, oldest first; `stale`: those left `processing` by an
+    attempt whose lease has expired (a crash before its outcome was written)."""
     assert runtime.store is not None
     query: dict[str, Any] = {"status": status}
+    if status == STALE:
+        query = {"status": "processing", "lease_until": {"$lt": datetime.now(UTC)}}
     if since is not None:
         query["received_at"] = {"$gte": since}
     cursor = runtime.store.events.collection.find(query, {"_id": 1}).sort("received_at", 1)
@@ -107,7 +112,7 @@ async def _replay(
     from clerk_sync.runtime import Runtime
 
     runtime = Runtime.build(settings, log_stream=sys.stderr)  # stdout is the command's output
-    await runtime.start(monitor=False)
+    await runtime.start(monitor=False, group_commit=False)
     try:
         if not runtime.indexes_ready:
             raise StoreUnavailable("MongoDB: no answer (see the log line above)")
@@ -127,12 +132,20 @@ async def _replay(
     type=click.Choice(REPLAYABLE),
     help="Replay every delivery in this status (`processing` ones only once their lease expired).",
 )
-@click.option("--since", type=Since(), help="With --status: received at or after this time.")
+@click.option(
+    "--stale",
+    is_flag=True,
+    help="Replay every delivery left `processing` whose lease has expired (a crash).",
+)
+@click.option(
+    "--since", type=Since(), help="With --status or --stale: received at or after this time."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print counts and results as JSON.")
 def replay_events(
-    svix_id: str | None, status: str | None, since: datetime | None, as_json: bool
+    svix_id: str | None, status: str | None, stale: bool, since: datetime | None, as_json: bool
 ) -> None:
-    """Re-run the handlers of SVIX_ID, or of every delivery with --status failed.
+    """Re-run the handlers of SVIX_ID, of every delivery with --status failed, or of every
+    delivery a crashed attempt left behind (--stale: `processing` with an expired lease).
 
     A replay behaves exactly like Svix redelivering the same svix-id: only handlers that have
     not yet succeeded run, and a delivery another process is working on is skipped. Each
@@ -142,10 +155,12 @@ def replay_events(
 
     Exit status: 0 when no replay failed, 1 when any did, 2 for bad arguments.
     """
-    if (svix_id is None) == (status is None):
-        raise click.UsageError("give either SVIX_ID or --status failed")
+    if [svix_id is not None, status is not None, stale].count(True) != 1:
+        raise click.UsageError("give one of SVIX_ID, --status failed or --stale")
     if svix_id is not None and since is not None:
-        raise click.UsageError("--since only goes with --status")
+        raise click.UsageError("--since only goes with --status or --stale")
+    if stale:
+        status = STALE
     settings = with_store_or_exit(settings_or_exit())
     if sys.stderr.isatty() and settings.log_level in ("debug", "info"):
         settings = settings.model_copy(update={"log_level": "warning"})

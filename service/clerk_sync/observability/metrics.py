@@ -32,6 +32,7 @@ OUTCOMES = (
     "unavailable",
 )
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _LAG_BUCKETS = (0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 6 * 3600, 24 * 3600, 48 * 3600)
 
 
@@ -78,6 +79,17 @@ class Metrics:
             buckets=_LAG_BUCKETS,
             registry=own,
         )
+        self.outcome_batch_size = Histogram(
+            "clerk_sync_outcome_batch_size",
+            "Successful outcomes written together by one group commit.",
+            buckets=_BATCH_BUCKETS,
+            registry=own,
+        )
+        self.outcome_flush_failures = Counter(
+            "clerk_sync_outcome_flush_failures",
+            "Group commits of successful outcomes that failed (retried at the next interval).",
+            registry=own,
+        )
         self.mongodb_up = Gauge(
             "clerk_sync_mongodb_up",
             "1 when the last MongoDB check succeeded.",
@@ -91,8 +103,35 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemax",
         )
+        self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._handler_children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         if self.multiprocess:
             MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    def delivery(self, event_type: str, outcome: str) -> tuple[Counter, Histogram]:
+        """The children of `webhooks` and `webhook_duration` for one delivery's labels, looked
+        up once per label set (the label sets are bounded: known types by outcomes)."""
+        key = (event_type, outcome)
+        found = self._delivery_children.get(key)
+        if found is None:
+            found = (
+                self.webhooks.labels(event_type, outcome),
+                self.webhook_duration.labels(event_type),
+            )
+            self._delivery_children[key] = found
+        return found
+
+    def handler(self, plugin: str, event_type: str) -> tuple[Histogram, Counter]:
+        """The children of `handler_duration` and `handler_failures` for one handler run."""
+        key = (plugin, event_type)
+        found = self._handler_children.get(key)
+        if found is None:
+            found = (
+                self.handler_duration.labels(plugin, event_type),
+                self.handler_failures.labels(plugin, event_type),
+            )
+            self._handler_children[key] = found
+        return found
 
     def set_plugins(self, records: Iterable[PluginRecord]) -> None:
         for record in records:

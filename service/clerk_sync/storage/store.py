@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from motor.motor_asyncio import AsyncIOMotorClient
 from odmantic import AIOEngine
-from pymongo import IndexModel, MongoClient, ReturnDocument
+from pymongo import IndexModel, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from clerk_sync.errors import StoreUnavailable
@@ -65,6 +66,29 @@ class Store:
 
     def close(self) -> None:
         self.client.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The outcome of one attempt, to be written under the attempt's lease token."""
+
+    svix_id: str
+    token: str
+    status: str
+    outcomes: Mapping[str, Mapping[str, Any]]
+
+
+def _finish_stage(
+    token: str, status: str, outcomes: Mapping[str, Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The `$set` stage writing an attempt's outcome only while it holds the lease."""
+    owned = {"$eq": ["$lease_token", {"$literal": token}]}
+    merged = {"$mergeObjects": [{"$ifNull": ["$handlers", {}]}, {"$literal": dict(outcomes)}]}
+    return {
+        "status": {"$cond": [owned, {"$literal": status}, "$status"]},
+        "lease_until": {"$cond": [owned, None, "$lease_until"]},
+        "handlers": {"$cond": [owned, merged, "$handlers"]},
+    }
 
 
 class DeliveryLog:
@@ -152,23 +176,33 @@ class DeliveryLog:
         Keyed by `_id` alone, the lease check inside the update pipeline; the previous lease
         token says whether this attempt still owned the delivery.
         """
-        owned = {"$eq": ["$lease_token", {"$literal": token}]}
-        merged = {"$mergeObjects": [{"$ifNull": ["$handlers", {}]}, {"$literal": dict(outcomes)}]}
-        stage = {
-            "status": {"$cond": [owned, {"$literal": status}, "$status"]},
-            "lease_until": {"$cond": [owned, None, "$lease_until"]},
-            "handlers": {"$cond": [owned, merged, "$handlers"]},
-        }
         try:
             before = await self.collection.find_one_and_update(
                 {"_id": svix_id},
-                [{"$set": stage}],
+                [{"$set": _finish_stage(token, status, outcomes)}],
                 projection={"_id": 0, "lease_token": 1},
                 return_document=ReturnDocument.BEFORE,
             )
         except PyMongoError as error:
             raise StoreUnavailable("MongoDB is unavailable") from error
         return before is not None and before.get("lease_token") == token
+
+    async def finish_many(self, finished: Iterable[Finished]) -> None:
+        """Write several `processed` outcomes in one `update` command (group commit).
+
+        Each update keeps the lease guard of `finish`: it changes a delivery only while the
+        attempt that queued the outcome still holds its lease token, so an outcome that comes
+        too late for a takeover changes nothing."""
+        updates = [
+            UpdateOne({"_id": f.svix_id}, [{"$set": _finish_stage(f.token, f.status, f.outcomes)}])
+            for f in finished
+        ]
+        if not updates:
+            return
+        try:
+            await self.collection.bulk_write(updates, ordered=False)
+        except PyMongoError as error:
+            raise StoreUnavailable(f"MongoDB refused the outcomes: {error}") from error
 
     async def get(self, svix_id: str) -> dict[str, Any] | None:
         try:

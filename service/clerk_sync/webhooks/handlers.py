@@ -46,8 +46,8 @@ async def run_handler(
         store_down = unavailable(exc)
         ctx.log.warning("handler_failed", handler=sub.name, error=error)
     elapsed = time.perf_counter() - started
-    label = metric_event_type(event.type)
-    metrics.handler_duration.labels(sub.plugin, label).observe(elapsed)
+    duration, failures = metrics.handler(sub.plugin, metric_event_type(event.type))
+    duration.observe(elapsed)
     if status != "ok":
-        metrics.handler_failures.labels(sub.plugin, label).inc()
+        failures.inc()
     return {"status": status, "at": datetime.now(UTC), "error": error}, store_down

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from pymongo.errors import OperationFailure
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
-from clerk_sync.storage.store import TERMINAL
+from clerk_sync.storage.store import TERMINAL, Finished
 from clerk_sync.webhooks.answers import (
     Answer,
     DeliveryAccepted,
@@ -29,6 +30,7 @@ from clerk_sync.webhooks.answers import (
     UnknownDelivery,
 )
 from clerk_sync.webhooks.handlers import run_handler
+from clerk_sync.webhooks.outcomes import OutcomeWriter
 from clerk_sync.webhooks.verify import HeaderLookup, decode_secret, parse_headers, verify
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ type Clock = Callable[[], float]
 #: BadValue, Overflow, InvalidBSON, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
 #: DottedFieldName, and the nesting-depth limit.
 _UNSTORABLE = frozenset({2, 15, 22, 10334, 52, 56, 57, 17419, 17280})
+#: seconds of lease that must remain after the next flush for an outcome to be queued
+_QUEUE_MARGIN = 2.0
 
 
 @dataclass(slots=True)
@@ -78,9 +82,22 @@ class Receiver:
         self.events: DeliveryLog | None = None
         self.engine: AIOEngine | None = None
         self.reach: Reachability | None = None
+        self.writer: OutcomeWriter | None = None
+        self._plugin_logs: dict[str, FilteringBoundLogger] = {}
+        # lease tokens: unique per process (random prefix) and per attempt (a counter)
+        self._token_prefix = secrets.token_hex(8)
+        self._tokens = itertools.count()
 
-    def attach(self, events: DeliveryLog, engine: AIOEngine, reach: Reachability) -> None:
+    def attach(
+        self, events: DeliveryLog, engine: AIOEngine, reach: Reachability, *, group_commit: bool
+    ) -> OutcomeWriter | None:
+        """Use the started store; with `group_commit` (and a non-zero flush interval) return
+        the writer whose `run` the caller keeps running and whose `close` it awaits."""
         self.events, self.engine, self.reach = events, engine, reach
+        interval = self.settings.clerk_sync_outcome_flush_seconds
+        if group_commit and interval > 0:
+            self.writer = OutcomeWriter(events, interval, self.metrics, self.log)
+        return self.writer
 
     async def receive(self, body: bytes, headers: HeaderLookup) -> Answer:
         """Run steps 1-7 of the webhook contract; never raises for bad input."""
@@ -171,6 +188,11 @@ class Receiver:
     async def _accept(
         self, envelope: dict[str, Any], d: _Delivery, now: float, *, observe_lag: bool = True
     ) -> Answer:
+        if self.writer is not None and self.writer.holds(d.svix_id):
+            # its handlers all succeeded and its outcome is queued: done, as far as Svix knows
+            return Answer.of(
+                200, DeliveryAccepted(status="duplicate", svix_id=d.svix_id), "duplicate"
+            )
         event = Event.from_envelope(envelope, d.svix_id)
         subs = self.router.handlers_for(event.type)
         on_insert = {
@@ -186,7 +208,7 @@ class Receiver:
             if before is not None:
                 return self._existing(before, d, now)
             return Answer.of(200, DeliveryAccepted(status="ignored", svix_id=d.svix_id), "ignored")
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}{next(self._tokens):x}"
         before = await self._claim(d, "processing", now, on_insert, token)
         done: set[str] = set()
         if before is not None:
@@ -194,7 +216,7 @@ class Receiver:
                 return self._existing(before, d, now)
             done = {k for k, v in (before.get("handlers") or {}).items() if v.get("status") == "ok"}
         pending = [s for s in subs if s.key not in done]
-        return await self._dispatch(event, pending, d, token)
+        return await self._dispatch(event, pending, d, token, now + self.lease.total_seconds())
 
     async def _claim(
         self,
@@ -236,15 +258,25 @@ class Receiver:
         )
 
     async def _dispatch(
-        self, event: Event, subs: list[Subscription], d: _Delivery, token: str
+        self, event: Event, subs: list[Subscription], d: _Delivery, token: str, lease_end: float
     ) -> Answer:
-        results = await asyncio.gather(*(self._run(sub, event) for sub in subs))
+        if len(subs) == 1:
+            results = [await self._run(subs[0], event)]
+        else:
+            results = await asyncio.gather(*(self._run(sub, event) for sub in subs))
         outcomes = [outcome for outcome, _ in results]
         store_down = any(down for _, down in results)
         by_key = {sub.key: outcome for sub, outcome in zip(subs, outcomes, strict=True)}
         d.handlers = {k: v["status"] for k, v in by_key.items()}
         ok = all(o["status"] == "ok" for o in outcomes)
         status = "processed" if ok else "failed"
+        finished = Finished(d.svix_id, token, status, by_key)
+        if ok and self._can_queue(lease_end):
+            assert self.writer is not None
+            self.writer.queue(finished)  # written after the answer, within the flush interval
+            return Answer.of(
+                200, DeliveryAccepted(status="processed", svix_id=d.svix_id), "processed"
+            )
         assert self.events is not None
         owned = await self.events.finish(d.svix_id, token=token, status=status, outcomes=by_key)
         if not owned:
@@ -262,13 +294,22 @@ class Receiver:
         failed = DeliveryFailed(status="failed", svix_id=d.svix_id, error="a handler failed")
         return Answer.of(500, failed, "failed")
 
+    def _can_queue(self, lease_end: float) -> bool:
+        """Group commit only while the lease outlasts the next flush by a clear margin; a
+        failed outcome is never queued (a 500 only once it is durable)."""
+        if self.writer is None:
+            return False
+        return self.clock() + self.writer.interval + _QUEUE_MARGIN < lease_end
+
     async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
         assert self.engine is not None
         assert self.reach is not None
-        log = self.log.bind(svix_id=event.svix_id, event_type=event.type, plugin=sub.plugin)
+        plugin_log = self._plugin_logs.get(sub.plugin)
+        if plugin_log is None:  # bound once per plugin and app, then per delivery
+            plugin_log = self._plugin_logs[sub.plugin] = self.log.bind(plugin=sub.plugin)
         ctx: Context[Any] = Context(
             engine=self.engine,
-            log=log,
+            log=plugin_log.bind(svix_id=event.svix_id, event_type=event.type),
             settings=self.router.plugin_settings(sub.plugin),
             app_settings=self.settings,
             plugin=sub.plugin,
@@ -276,9 +317,9 @@ class Receiver:
         return await run_handler(sub, event, ctx, self.timeout, self.metrics, self.reach)
 
     def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
-        label = metric_event_type(d.event_type)
-        self.metrics.webhooks.labels(label, answer.outcome).inc()
-        self.metrics.webhook_duration.labels(label).observe(elapsed)
+        count, duration = self.metrics.delivery(metric_event_type(d.event_type), answer.outcome)
+        count.inc()
+        duration.observe(elapsed)
         self.log.info(
             "webhook",
             svix_id=d.svix_id or None,
