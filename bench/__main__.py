@@ -141,13 +141,33 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
         machine=info,
     )
     date = time.strftime("%Y-%m-%d")
-    text = report.render(run, date)
     output: Path = args.output or RESULTS / f"{date}.md"
+    text = report.render(run, date, previous_results(output.parent, run))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     output.with_suffix(".json").write_text(json.dumps(report.as_dict(run), indent=1) + "\n")
     _log(f"wrote {output} and {output.with_suffix('.json').name}")
     return text
+
+
+def previous_results(folder: Path, run: report.Run) -> report.Baseline | None:
+    """The newest results file in `folder` (the one about to be overwritten included) of the
+    same store and HTTP server as `run`, as the baseline of its latency target."""
+    newest: tuple[float, report.Baseline] | None = None
+    for path in folder.glob("*.json"):
+        try:
+            results = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(results, dict) or (results.get("store"), results.get("http_server")) != (
+            run.store,
+            run.http_server,
+        ):
+            continue
+        p99 = report.p99_at_16(results)
+        if p99 is not None and (newest is None or path.stat().st_mtime > newest[0]):
+            newest = (path.stat().st_mtime, report.Baseline(path.name, p99))
+    return newest[1] if newest else None
 
 
 def main(argv: list[str] | None = None) -> int:
