@@ -9,6 +9,7 @@ retried, never dropped.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,9 +193,12 @@ async def test_a_zero_flush_interval_writes_each_outcome_before_its_answer(
         status, _ = await r.post(body(1), msg_id=svix_id, settle=False)
         doc = await stored(r, svix_id)
         writer = r.app.extensions["clerk_sync"].writer
+        labels = {"event_type": "user.created", "outcome": "processed"}
+        counted = await sample(r, "clerk_sync_webhooks_total", **labels)
     assert status == 200
     assert writer is None
     assert doc["status"] == "processed"
+    assert counted == 1.0
 
 
 async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
@@ -218,4 +222,155 @@ async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
     lost = [line for line in lines if line["event"] == "outcomes_lost_at_shutdown"]
     assert len(warned) == 3
     assert [(line["level"], line["deliveries"]) for line in lost] == [("error", 1)]
-    assert "replay --stale" in lost[0]["remedy"]
+    assert lost[0]["remedy"] == (
+        "their leases expire; `clerk-sync events replay --stale` finishes them"
+    )
+
+
+async def sample(r: Running, name: str, **labels: str) -> float:
+    """One sample of /metrics by name and labels; 0 when that label set has none yet."""
+    text = (await (await r.client.get("/metrics")).get_data()).decode()
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    return 0.0
+
+
+async def eventually(check: Any, within: float = 10.0) -> bool:
+    """Poll `check()` (async) until true or `within` seconds pass; no timing is asserted."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def test_the_background_commit_writes_queued_outcomes_while_the_app_runs(
+    running: Runner,
+) -> None:
+    """No settle, no shut-down: the writer's own loop writes the outcome, and the answers
+    are counted under their outcomes."""
+    runs: list[str] = []
+    svix_id = new_svix_id()
+    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=0.05) as r:
+        first = await r.post(body(1), msg_id=svix_id, settle=False)
+
+        async def processed() -> bool:
+            return (await stored(r, svix_id))["status"] == "processed"
+
+        written = await eventually(processed)
+        labels = {"event_type": "user.created"}
+        counted = await sample(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
+    assert first == (200, {"status": "processed", "svix_id": svix_id})
+    assert written, "the queued outcome was never written while the app ran"
+    assert counted == 1.0
+
+
+async def test_a_repeat_of_a_queued_delivery_is_counted_as_a_duplicate(running: Runner) -> None:
+    svix_id = new_svix_id()
+    async with running(plugins=[counting_plugin([])], clerk_sync_outcome_flush_seconds=1) as r:
+        await r.hold_outcomes()
+        await r.post(body(1), msg_id=svix_id, settle=False)
+        repeat = await r.post(body(1), msg_id=svix_id, settle=False)
+        labels = {"event_type": "user.created"}
+        duplicates = await sample(r, "clerk_sync_webhooks_total", outcome="duplicate", **labels)
+        processed = await sample(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
+    assert repeat[0] == 200
+    assert (duplicates, processed) == (1.0, 1.0)
+
+
+async def test_the_background_commit_retries_a_failed_write_by_itself(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MongoDB refuses the batch: the writer logs why, keeps the outcome, goes on answering
+    new deliveries, and writes it at a later interval once MongoDB takes writes again, with no
+    further delivery to wake it."""
+    runs: list[str] = []
+    first, second = new_svix_id(), new_svix_id()
+    unreachable: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
+    )
+    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=0.05) as r:
+        writer = writer_of(r)
+        reachable, writer.events = writer.events, DeliveryLog(unreachable.db.webhook_events)
+        capsys.readouterr()
+        assert (await r.post(body(1), msg_id=first, settle=False))[0] == 200
+
+        async def refused() -> bool:
+            return await sample(r, "clerk_sync_outcome_flush_failures_total") >= 1
+
+        assert await eventually(refused)
+        during = await r.post(body(2), msg_id=second, settle=False)
+
+        async def refused_again() -> bool:  # the retry, woken by nothing but the failure
+            return await sample(r, "clerk_sync_outcome_flush_failures_total") >= 2
+
+        assert await eventually(refused_again)
+        writer.events = reachable
+
+        async def both_processed() -> bool:
+            docs = [await stored(r, i) for i in (first, second)]
+            return [d["status"] for d in docs] == ["processed", "processed"]
+
+        written = await eventually(both_processed)
+    unreachable.close()
+    warned = [
+        line
+        for line in log_lines(capsys.readouterr().out)
+        if line["event"] == "outcomes_not_written"
+    ]
+    assert during == (200, {"status": "processed", "svix_id": second})
+    assert written, "the refused outcome was not retried by the writer's own loop"
+    assert warned
+    assert all(line["error"].startswith("MongoDB refused the outcomes: ") for line in warned)
+    assert runs == [first, second]
+
+
+@pytest.mark.parametrize(
+    ("aged", "queued"),
+    [(2.9, True), (3.1, False)],
+    ids=["lease outlasts the next flush by the margin", "lease too short: written at once"],
+)
+async def test_an_outcome_is_queued_only_while_its_lease_outlasts_the_next_flush(
+    running: Runner, aged: float, queued: bool
+) -> None:
+    """A delivery whose handler (or claim) took so long that its lease ends within the next
+    flush and a 2 s margin is written before its 200, so no takeover can meet it unwritten.
+    The handler ages the receiver's clock; the lease is the 1 s timeout + 5 s, the interval
+    1 s: 6 - 2.9 > 1 + 2 queues it, 6 - 3.1 does not."""
+    svix_id = new_svix_id()
+    offset = [0.0]
+    plugin = Plugin("slowpoke")
+
+    @plugin.on("user.created")
+    async def age(event: Event, ctx: Context[None]) -> None:
+        offset[0] = aged
+
+    async with running(
+        plugins=[plugin], clerk_sync_outcome_flush_seconds=1, clerk_sync_handler_timeout=1
+    ) as r:
+        await r.hold_outcomes()
+        receiver = r.app.extensions["clerk_sync"].receiver
+        real = receiver.clock
+        receiver.clock = lambda: real() + offset[0]
+        status, _ = await r.post(body(1), msg_id=svix_id, settle=False)
+        doc = await stored(r, svix_id)
+        held = writer_of(r).holds(svix_id)
+    assert status == 200
+    assert (held, doc["status"]) == ((True, "processing") if queued else (False, "processed"))
+
+
+async def test_two_apps_never_hand_out_the_same_lease_token(running: Runner) -> None:
+    """Lease tokens tell one attempt from another across replicas: two apps' first attempts
+    (each left `failed`, which keeps its token) hold different tokens."""
+    ids = [new_svix_id(), new_svix_id()]
+    async with (
+        running(plugins=[counting_plugin([])]) as a,
+        running(plugins=[counting_plugin([])]) as b,
+    ):
+        for app, svix_id in zip((a, b), ids, strict=True):
+            assert (await app.post(body(1, fail=True), msg_id=svix_id))[0] == 500
+        tokens = [(await stored(a, i))["lease_token"] for i in ids]
+    assert tokens[0] != tokens[1]
