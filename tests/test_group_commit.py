@@ -185,7 +185,7 @@ async def test_a_failed_write_is_logged_counted_and_retried_not_dropped(
 
 
 async def test_a_zero_flush_interval_writes_each_outcome_before_its_answer(
-    running: Runner,
+    running: Runner, capsys: pytest.CaptureFixture[str]
 ) -> None:
     runs: list[str] = []
     svix_id = new_svix_id()
@@ -199,6 +199,8 @@ async def test_a_zero_flush_interval_writes_each_outcome_before_its_answer(
     assert writer is None
     assert doc["status"] == "processed"
     assert counted == 1.0
+    answered = [line for line in log_lines(capsys.readouterr().out) if line["event"] == "webhook"]
+    assert [(line["status"], line["outcome"]) for line in answered] == [(200, "processed")]
 
 
 async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
@@ -268,7 +270,9 @@ async def test_the_background_commit_writes_queued_outcomes_while_the_app_runs(
     assert counted == 1.0
 
 
-async def test_a_repeat_of_a_queued_delivery_is_counted_as_a_duplicate(running: Runner) -> None:
+async def test_a_repeat_of_a_queued_delivery_is_counted_as_a_duplicate(
+    running: Runner, capsys: pytest.CaptureFixture[str]
+) -> None:
     svix_id = new_svix_id()
     async with running(plugins=[counting_plugin([])], clerk_sync_outcome_flush_seconds=1) as r:
         await r.hold_outcomes()
@@ -279,6 +283,11 @@ async def test_a_repeat_of_a_queued_delivery_is_counted_as_a_duplicate(running: 
         processed = await sample(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
     assert repeat[0] == 200
     assert (duplicates, processed) == (1.0, 1.0)
+    answered = [line for line in log_lines(capsys.readouterr().out) if line["event"] == "webhook"]
+    assert [(line["status"], line["outcome"]) for line in answered] == [
+        (200, "processed"),
+        (200, "duplicate"),
+    ]
 
 
 async def test_the_background_commit_retries_a_failed_write_by_itself(
