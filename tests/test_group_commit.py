@@ -10,6 +10,8 @@ retried, never dropped.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +43,15 @@ def body(n: int, **data: Any) -> bytes:
     return envelope("user.created", {"id": f"user_{n}", "object": "user", **data})
 
 
+@asynccontextmanager
+async def held(running: Runner, runs: list[str]) -> AsyncIterator[Running]:
+    """An app with the counting plugin whose group commit (1 s) is held: queued outcomes wait
+    for `settle` or shut-down, whatever the machine's speed."""
+    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
+        await r.hold_outcomes()
+        yield r
+
+
 def writer_of(r: Running) -> Any:
     runtime: Runtime = r.app.extensions["clerk_sync"]
     assert runtime.writer is not None
@@ -54,11 +65,12 @@ async def stored(r: Running, svix_id: str) -> dict[str, Any]:
     return doc
 
 
-async def scrape(r: Running, name: str) -> float:
+async def scrape(r: Running, name: str, **labels: str) -> float:
+    """One sample of /metrics, by name and (a subset of) its labels."""
     text = (await (await r.client.get("/metrics")).get_data()).decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     raise AssertionError(f"{name} not exposed")
 
@@ -68,8 +80,7 @@ async def test_the_200_comes_before_the_processed_outcome_which_keeps_the_lease(
 ) -> None:
     runs: list[str] = []
     svix_id = new_svix_id()
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         status, answer = await r.post(body(1), msg_id=svix_id, settle=False)
         queued = await stored(r, svix_id)
         await r.settle()
@@ -86,8 +97,7 @@ async def test_the_200_comes_before_the_processed_outcome_which_keeps_the_lease(
 
 async def test_outcomes_queued_together_are_written_in_one_batch(running: Runner) -> None:
     runs: list[str] = []
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         ids = [new_svix_id() for _ in range(3)]
         for n, svix_id in enumerate(ids):
             assert (await r.post(body(n), msg_id=svix_id, settle=False))[0] == 200
@@ -104,8 +114,7 @@ async def test_a_repeat_while_its_outcome_is_queued_is_a_duplicate_that_runs_not
 ) -> None:
     runs: list[str] = []
     svix_id = new_svix_id()
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         first = await r.post(body(1), msg_id=svix_id, settle=False)
         repeat = await r.post(body(1), msg_id=svix_id, settle=False)
         during = await stored(r, svix_id)
@@ -123,8 +132,7 @@ async def test_a_repeat_while_its_outcome_is_queued_is_a_duplicate_that_runs_not
 async def test_a_failed_outcome_is_durable_before_its_500(running: Runner) -> None:
     runs: list[str] = []
     svix_id = new_svix_id()
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         status, _ = await r.post(body(1, fail=True), msg_id=svix_id, settle=False)
         doc = await stored(r, svix_id)
         assert not writer_of(r).holds(svix_id)
@@ -163,8 +171,7 @@ async def test_a_failed_write_is_logged_counted_and_retried_not_dropped(
     unreachable: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
     )
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         writer = writer_of(r)
         assert (await r.post(body(1), msg_id=svix_id, settle=False))[0] == 200
         reachable, writer.events = writer.events, DeliveryLog(unreachable.db.webhook_events)
@@ -194,7 +201,7 @@ async def test_a_zero_flush_interval_writes_each_outcome_before_its_answer(
         doc = await stored(r, svix_id)
         writer = r.app.extensions["clerk_sync"].writer
         labels = {"event_type": "user.created", "outcome": "processed"}
-        counted = await sample(r, "clerk_sync_webhooks_total", **labels)
+        counted = await scrape(r, "clerk_sync_webhooks_total", **labels)
     assert status == 200
     assert writer is None
     assert doc["status"] == "processed"
@@ -213,8 +220,7 @@ async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
     unreachable: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=200&connectTimeoutMS=200"
     )
-    async with running(plugins=[counting_plugin(runs)], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, runs) as r:
         assert (await r.post(body(1), msg_id=svix_id, settle=False))[0] == 200
         writer_of(r).events = DeliveryLog(unreachable.db.webhook_events)
         capsys.readouterr()
@@ -227,16 +233,6 @@ async def test_outcomes_mongodb_refuses_at_shut_down_are_logged_as_lost(
     assert lost[0]["remedy"] == (
         "their leases expire; `clerk-sync events replay --stale` finishes them"
     )
-
-
-async def sample(r: Running, name: str, **labels: str) -> float:
-    """One sample of /metrics by name and labels; 0 when that label set has none yet."""
-    text = (await (await r.client.get("/metrics")).get_data()).decode()
-    for family in text_string_to_metric_families(text):
-        for found in family.samples:
-            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
-                return found.value
-    return 0.0
 
 
 async def eventually(check: Any, within: float = 10.0) -> bool:
@@ -264,7 +260,7 @@ async def test_the_background_commit_writes_queued_outcomes_while_the_app_runs(
 
         written = await eventually(processed)
         labels = {"event_type": "user.created"}
-        counted = await sample(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
+        counted = await scrape(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
     assert first == (200, {"status": "processed", "svix_id": svix_id})
     assert written, "the queued outcome was never written while the app ran"
     assert counted == 1.0
@@ -274,13 +270,12 @@ async def test_a_repeat_of_a_queued_delivery_is_counted_as_a_duplicate(
     running: Runner, capsys: pytest.CaptureFixture[str]
 ) -> None:
     svix_id = new_svix_id()
-    async with running(plugins=[counting_plugin([])], clerk_sync_outcome_flush_seconds=1) as r:
-        await r.hold_outcomes()
+    async with held(running, []) as r:
         await r.post(body(1), msg_id=svix_id, settle=False)
         repeat = await r.post(body(1), msg_id=svix_id, settle=False)
         labels = {"event_type": "user.created"}
-        duplicates = await sample(r, "clerk_sync_webhooks_total", outcome="duplicate", **labels)
-        processed = await sample(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
+        duplicates = await scrape(r, "clerk_sync_webhooks_total", outcome="duplicate", **labels)
+        processed = await scrape(r, "clerk_sync_webhooks_total", outcome="processed", **labels)
     assert repeat[0] == 200
     assert (duplicates, processed) == (1.0, 1.0)
     answered = [line for line in log_lines(capsys.readouterr().out) if line["event"] == "webhook"]
@@ -308,13 +303,13 @@ async def test_the_background_commit_retries_a_failed_write_by_itself(
         assert (await r.post(body(1), msg_id=first, settle=False))[0] == 200
 
         async def refused() -> bool:
-            return await sample(r, "clerk_sync_outcome_flush_failures_total") >= 1
+            return await scrape(r, "clerk_sync_outcome_flush_failures_total") >= 1
 
         assert await eventually(refused)
         during = await r.post(body(2), msg_id=second, settle=False)
 
         async def refused_again() -> bool:  # the retry, woken by nothing but the failure
-            return await sample(r, "clerk_sync_outcome_flush_failures_total") >= 2
+            return await scrape(r, "clerk_sync_outcome_flush_failures_total") >= 2
 
         assert await eventually(refused_again)
         writer.events = reachable
