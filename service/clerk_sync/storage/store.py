@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from motor.motor_asyncio import AsyncIOMotorClient
@@ -14,6 +15,14 @@ from pymongo import IndexModel, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.claims import (
+    WITHOUT_PAYLOAD,
+    Claim,
+    ClaimBatcher,
+    claimable,
+    record_many,
+    record_one,
+)
 from clerk_sync.storage.reach import Reachability
 
 if TYPE_CHECKING:
@@ -96,6 +105,9 @@ class DeliveryLog:
 
     def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]]) -> None:
         self.collection = collection
+        self._claims = ClaimBatcher(
+            partial(record_one, collection), partial(record_many, collection)
+        )
 
     async def ensure_indexes(self, retention_days: int) -> None:
         ttl = int(timedelta(days=retention_days).total_seconds())
@@ -121,47 +133,63 @@ class DeliveryLog:
         lease_until: datetime | None,
         on_insert: Mapping[str, Any],
     ) -> dict[str, Any] | None:
-        """Atomically record or re-claim a delivery; return the document as it was before.
+        """Record or re-claim a delivery; return the document as it was before (no payload).
 
         A delivery is claimable when it is new, `failed`, or `processing` with an expired lease;
-        a claim sets `status` to `target` and takes the lease. Otherwise nothing changes. One
-        round trip either way, so a duplicate costs a single command.
+        a claim sets `status` to `target` and takes the lease. Otherwise nothing changes. A new
+        delivery, a duplicate and one held by another attempt cost one command (shared with the
+        claims sent beside it, see `clerk_sync.storage.claims`); a takeover costs two.
         """
-        claimable = {
-            "$or": [
-                {"$eq": [{"$type": "$status"}, "missing"]},
-                {"$eq": ["$status", "failed"]},
-                {"$and": [{"$eq": ["$status", "processing"]}, {"$lt": ["$lease_until", now]}]},
-            ]
-        }
-
-        def when_claimed(value: object, current: str) -> dict[str, Any]:
-            return {"$cond": [claimable, {"$literal": value}, f"${current}"]}
-
-        stage: dict[str, Any] = {
-            "status": when_claimed(target, "status"),
-            "lease_until": when_claimed(lease_until, "lease_until"),
-            "lease_token": when_claimed(token, "lease_token"),
-            "last_attempt_at": when_claimed(now, "last_attempt_at"),
-            "attempts": {
-                "$cond": [claimable, {"$add": [{"$ifNull": ["$attempts", 0]}, 1]}, "$attempts"]
-            },
-            "handlers": {"$ifNull": ["$handlers", {"$literal": {}}]},
-            "received_at": {"$ifNull": ["$received_at", {"$literal": now}]},
-        }
-        for name, value in on_insert.items():
-            stage[name] = {"$ifNull": [f"${name}", {"$literal": value}]}
+        wanted = Claim(svix_id, target, token, now, lease_until, on_insert)
         try:
-            return await self.collection.find_one_and_update(
-                {"_id": svix_id},
-                [{"$set": stage}],
-                upsert=True,
-                return_document=ReturnDocument.BEFORE,
-            )
+            before = await self._claims.submit(wanted)
+            if before is None or not claimable(before, now):
+                return before
+            return await self.reclaim(wanted)
         except PyMongoError as error:
             if unavailable(error):
                 raise StoreUnavailable("MongoDB is unavailable") from error
             raise  # e.g. OperationFailure: the caller decides whether the document is at fault
+
+    async def reclaim(self, claim: Claim) -> dict[str, Any] | None:
+        """Take over a delivery atomically if it is still claimable; the document before."""
+        takeable = {
+            "$or": [
+                {"$eq": [{"$type": "$status"}, "missing"]},
+                {"$eq": ["$status", "failed"]},
+                {
+                    "$and": [
+                        {"$eq": ["$status", "processing"]},
+                        {"$lt": ["$lease_until", claim.now]},
+                    ]
+                },
+            ]
+        }
+
+        def when_claimed(value: object, current: str) -> dict[str, Any]:
+            return {"$cond": [takeable, {"$literal": value}, f"${current}"]}
+
+        stage: dict[str, Any] = {
+            "status": when_claimed(claim.target, "status"),
+            "lease_until": when_claimed(claim.lease_until, "lease_until"),
+            "lease_token": when_claimed(claim.token, "lease_token"),
+            "last_attempt_at": when_claimed(claim.now, "last_attempt_at"),
+            "attempts": {
+                "$cond": [takeable, {"$add": [{"$ifNull": ["$attempts", 0]}, 1]}, "$attempts"]
+            },
+            "handlers": {"$ifNull": ["$handlers", {"$literal": {}}]},
+            "received_at": {"$ifNull": ["$received_at", {"$literal": claim.now}]},
+        }
+        # removed since it was read (retention): the upsert records it again
+        for name, value in claim.on_insert.items():
+            stage[name] = {"$ifNull": [f"${name}", {"$literal": value}]}
+        return await self.collection.find_one_and_update(
+            {"_id": claim.svix_id},
+            [{"$set": stage}],
+            projection=WITHOUT_PAYLOAD,
+            upsert=True,
+            return_document=ReturnDocument.BEFORE,
+        )
 
     async def finish(
         self,

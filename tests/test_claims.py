@@ -1,0 +1,207 @@
+"""Recording deliveries against a real MongoDB server: what each claim costs in commands, and
+that claims sent together get exactly what each would have got alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from motor.motor_asyncio import AsyncIOMotorClient
+from pymongo import monitoring
+
+from clerk_sync.storage.claims import claimable
+from clerk_sync.storage.store import DeliveryLog
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=15)
+
+
+@dataclass
+class Commands(monitoring.CommandListener):
+    """The commands the client sent, by name, and the statements of each `update`."""
+
+    names: list[str] = field(default_factory=list)
+    update_sizes: list[int] = field(default_factory=list)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("ping", "endSessions", "hello", "isMaster"):
+            return
+        self.names.append(event.command_name)
+        if event.command_name == "update":
+            self.update_sizes.append(len(event.command["updates"]))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        return None
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        return None
+
+    def take(self) -> Counter[str]:
+        seen, self.names = Counter(self.names), []
+        return seen
+
+
+@dataclass
+class Log:
+    events: DeliveryLog
+    commands: Commands
+
+
+@pytest.fixture
+async def log(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Log]:
+    commands = Commands()
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        mongodb_url, tz_aware=True, event_listeners=[commands]
+    )
+    try:
+        await client.admin.command("ping")
+        yield Log(DeliveryLog(client[mongodb_db]["webhook_events"]), commands)
+    finally:
+        client.close()
+
+
+async def claim(
+    events: DeliveryLog,
+    svix_id: str,
+    token: str,
+    now: datetime = T0,
+    target: str = "processing",
+    payload: Any = None,
+) -> dict[str, Any] | None:
+    return await events.claim(
+        svix_id,
+        target=target,
+        token=token,
+        now=now,
+        lease_until=now + LEASE if target == "processing" else None,
+        on_insert={"type": "user.created", "payload": payload or {"id": svix_id}},
+    )
+
+
+async def stored(events: DeliveryLog, svix_id: str) -> dict[str, Any]:
+    document = await events.get(svix_id)
+    assert document is not None
+    return document
+
+
+async def test_a_lone_new_delivery_is_one_command(log: Log) -> None:
+    before = await claim(log.events, "msg_1", "a")
+    assert before is None
+    assert log.commands.take() == {"findAndModify": 1}
+    assert (await stored(log.events, "msg_1"))["lease_token"] == "a"
+
+
+async def test_a_duplicate_is_one_command_and_reads_no_payload(log: Log) -> None:
+    await claim(log.events, "msg_1", "a", target="processed")
+    log.commands.take()
+    before = await claim(log.events, "msg_1", "b", T0 + timedelta(hours=1))
+    assert log.commands.take() == {"findAndModify": 1}
+    assert before is not None
+    assert before["status"] == "processed"
+    assert "payload" not in before
+    assert (await stored(log.events, "msg_1"))["payload"] == {"id": "msg_1"}
+
+
+async def test_taking_over_a_failed_delivery_costs_a_second_command(log: Log) -> None:
+    await claim(log.events, "msg_1", "a")
+    await log.events.finish("msg_1", token="a", status="failed", outcomes={})
+    log.commands.take()
+    before = await claim(log.events, "msg_1", "b", T0 + timedelta(seconds=1))
+    assert log.commands.take() == {"findAndModify": 2}
+    assert before is not None
+    assert before["status"] == "failed"
+    after = await stored(log.events, "msg_1")
+    assert (after["status"], after["lease_token"], after["attempts"]) == ("processing", "b", 2)
+
+
+async def test_concurrent_new_deliveries_are_recorded_by_one_update(log: Log) -> None:
+    """The first claim goes alone; the seven that arrive while it is in flight go together."""
+    befores = await asyncio.gather(*(claim(log.events, f"msg_{n}", f"t{n}") for n in range(8)))
+    assert befores == [None] * 8
+    assert log.commands.take() == {"findAndModify": 1, "update": 1}
+    assert log.commands.update_sizes == [7]
+    for n in range(8):
+        document = await stored(log.events, f"msg_{n}")
+        assert (document["status"], document["lease_token"]) == ("processing", f"t{n}")
+        assert document["payload"] == {"id": f"msg_{n}"}
+
+
+async def test_each_claim_in_a_batch_gets_what_it_would_get_alone(log: Log) -> None:
+    await claim(log.events, "done", "a", target="processed")
+    await claim(log.events, "held", "a")
+    await claim(log.events, "failed", "a")
+    await log.events.finish("failed", token="a", status="failed", outcomes={})
+    await claim(log.events, "expired", "a")
+    later = T0 + LEASE - timedelta(seconds=1)  # "held" is still leased, "expired" too ...
+    log.commands.take()
+    ids = ["first", "done", "held", "failed", "new"]
+    befores = await asyncio.gather(*(claim(log.events, i, "b", later) for i in ids))
+    by_id = dict(zip(ids, befores, strict=True))
+    assert by_id["first"] is None
+    assert by_id["new"] is None
+    assert by_id["done"] is not None
+    assert by_id["done"]["status"] == "processed"
+    assert by_id["held"] is not None
+    assert by_id["held"]["lease_token"] == "a"
+    assert by_id["failed"] is not None
+    assert by_id["failed"]["status"] == "failed"
+    # the lone first claim; one update for the other four; one find of the three that
+    # existed; one conditional takeover of the failed one
+    assert log.commands.take() == {"findAndModify": 2, "update": 1, "find": 1}
+    assert (await stored(log.events, "done"))["lease_token"] == "a"
+    assert (await stored(log.events, "held"))["lease_token"] == "a"
+    assert (await stored(log.events, "failed"))["lease_token"] == "b"
+    assert (await stored(log.events, "new"))["lease_token"] == "b"
+    # ... and once its lease has run out, "expired" is taken over even inside a batch
+    after = T0 + LEASE + timedelta(seconds=1)
+    ids = ["other", "expired", "held"]
+    befores = await asyncio.gather(*(claim(log.events, i, "c", after) for i in ids))
+    assert befores[1] is not None
+    assert befores[1]["lease_token"] == "a"
+    assert (await stored(log.events, "expired"))["lease_token"] == "c"
+
+
+async def test_the_same_delivery_twice_in_a_batch_is_claimed_once(log: Log) -> None:
+    befores = await asyncio.gather(
+        claim(log.events, "first", "a"),
+        claim(log.events, "msg_1", "b"),
+        claim(log.events, "msg_1", "c"),
+    )
+    assert befores[1] is None
+    assert befores[2] is not None
+    assert befores[2]["lease_token"] == "b"
+    document = await stored(log.events, "msg_1")
+    assert (document["lease_token"], document["attempts"]) == ("b", 1)
+
+
+async def test_a_payload_bson_cannot_hold_fails_only_its_own_claim(log: Log) -> None:
+    """An integer beyond 64 bits cannot be encoded: that claim raises, the others are recorded."""
+    results = await asyncio.gather(
+        claim(log.events, "first", "a"),
+        claim(log.events, "good", "a"),
+        claim(log.events, "huge", "a", payload={"n": 2**70}),
+        claim(log.events, "also_good", "a"),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert results[1] is None
+    assert isinstance(results[2], OverflowError)
+    assert results[3] is None
+    assert await log.events.get("huge") is None
+    assert (await stored(log.events, "also_good"))["status"] == "processing"
+
+
+def test_claimable_follows_status_and_lease() -> None:
+    now = T0
+    assert claimable({"status": "failed"}, now)
+    assert claimable({}, now)
+    assert claimable({"status": "processing", "lease_until": now - timedelta(seconds=1)}, now)
+    assert not claimable({"status": "processing", "lease_until": now + timedelta(seconds=1)}, now)
+    assert not claimable({"status": "processing", "lease_until": None}, now)
+    for status in ("processed", "ignored", "rejected"):
+        assert not claimable({"status": status}, now)
