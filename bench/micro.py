@@ -151,7 +151,12 @@ async def _stages(runtime: Runtime, count: int, store: StoreClock) -> list[Stage
             batch,
             lambda p: Event.from_envelope(parse_envelope(p[0].body), p[0].svix_id),
         ),
-        ("record: claim", "findAndModify upsert with the payload (motor)", envelopes, claim),
+        (
+            "record: claim",
+            "a lone new delivery: one findAndModify, $setOnInsert with the payload (motor)",
+            envelopes,
+            claim,
+        ),
         (
             "dispatch: users handler",
             "project the user, conditional upsert (motor)",
