@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import macro, micro, report
 from bench.memstore import MemoryProcess
@@ -145,15 +147,20 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
     text = report.render(run, date, previous_results(output.parent, run))
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
-    output.with_suffix(".json").write_text(json.dumps(report.as_dict(run), indent=1) + "\n")
+    results = report.as_dict(run) | {"finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     _log(f"wrote {output} and {output.with_suffix('.json').name}")
     return text
 
 
 def previous_results(folder: Path, run: report.Run) -> report.Baseline | None:
     """The newest results file in `folder` (the one about to be overwritten included) of the
-    same store and HTTP server as `run`, as the baseline of its latency target."""
-    newest: tuple[float, report.Baseline] | None = None
+    same store and HTTP server as `run`, as the baseline of its latency target.
+
+    Newest by the time the run finished, as the file records it (`finished`), or by the date its
+    name starts with for files written before that field; a fresh clone gives every file the
+    same modification time, so that only breaks ties between older files of one day."""
+    newest: tuple[tuple[str, float], report.Baseline] | None = None
     for path in folder.glob("*.json"):
         try:
             results = json.loads(path.read_text())
@@ -165,9 +172,21 @@ def previous_results(folder: Path, run: report.Run) -> report.Baseline | None:
         ):
             continue
         p99 = report.p99_at_16(results)
-        if p99 is not None and (newest is None or path.stat().st_mtime > newest[0]):
-            newest = (path.stat().st_mtime, report.Baseline(path.name, p99))
+        if p99 is None:
+            continue
+        key = (_finished(path, results), path.stat().st_mtime)
+        if newest is None or key > newest[0]:
+            newest = (key, report.Baseline(path.name, p99))
     return newest[1] if newest else None
+
+
+def _finished(path: Path, results: dict[str, Any]) -> str:
+    """When the run of a results file finished, as an ISO 8601 UTC time that sorts as text."""
+    finished = results.get("finished")
+    if isinstance(finished, str):
+        return finished
+    dated = re.match(r"\d{4}-\d{2}-\d{2}", path.name)
+    return dated.group(0) if dated else ""
 
 
 def main(argv: list[str] | None = None) -> int:
