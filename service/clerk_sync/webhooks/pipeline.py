@@ -142,7 +142,7 @@ class Receiver:
                 return Answer.of(404, missing, "bad_request")
             payload = stored.get("payload")
             if not isinstance(payload, dict):
-                return self._existing(stored, d, self.clock())
+                return self._existing(stored, d)
             d.event_type = payload.get("type")
             return await self._accept(payload, d, self.clock(), observe_lag=False)
         except StoreUnavailable:
@@ -181,7 +181,7 @@ class Receiver:
             d, "rejected", now, {"payload": payload, "type": d.event_type, "error": reason}
         )
         if before is not None:
-            return self._existing(before, d, now)
+            return self._existing(before, d)
         rejected = DeliveryRejected(status="rejected", svix_id=d.svix_id, reason=reason)
         return Answer.of(202, rejected, "rejected")
 
@@ -206,14 +206,14 @@ class Receiver:
         if not subs:
             before = await self._claim(d, "ignored", now, on_insert)
             if before is not None:
-                return self._existing(before, d, now)
+                return self._existing(before, d)
             return Answer.of(200, DeliveryAccepted(status="ignored", svix_id=d.svix_id), "ignored")
         token = f"{self._token_prefix}{next(self._tokens):x}"
         before = await self._claim(d, "processing", now, on_insert, token)
         done: set[str] = set()
         if before is not None:
             if not self._claimed(before, now):
-                return self._existing(before, d, now)
+                return self._existing(before, d)
             done = {k for k, v in (before.get("handlers") or {}).items() if v.get("status") == "ok"}
         pending = [s for s in subs if s.key not in done]
         return await self._dispatch(event, pending, d, token, now + self.lease.total_seconds())
@@ -246,7 +246,7 @@ class Receiver:
         lease = before.get("lease_until")
         return status == "processing" and lease is not None and lease.timestamp() < now
 
-    def _existing(self, before: dict[str, Any], d: _Delivery, now: float) -> Answer:
+    def _existing(self, before: dict[str, Any], d: _Delivery) -> Answer:
         if before.get("status") in TERMINAL:
             return Answer.of(
                 200, DeliveryAccepted(status="duplicate", svix_id=d.svix_id), "duplicate"
