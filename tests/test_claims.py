@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
+from pymongo import MongoClient, monitoring
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from clerk_sync.storage.claims import claimable
+from clerk_sync.storage.claims import Claim, claimable
 from clerk_sync.storage.store import DeliveryLog
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -72,6 +73,7 @@ async def claim(
     now: datetime = T0,
     target: str = "processing",
     payload: Any = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     return await events.claim(
         svix_id,
@@ -79,7 +81,7 @@ async def claim(
         token=token,
         now=now,
         lease_until=now + LEASE if target == "processing" else None,
-        on_insert={"type": "user.created", "payload": payload or {"id": svix_id}},
+        on_insert={"type": "user.created", "payload": payload or {"id": svix_id}} | (extra or {}),
     )
 
 
@@ -146,6 +148,7 @@ async def test_each_claim_in_a_batch_gets_what_it_would_get_alone(log: Log) -> N
     assert by_id["new"] is None
     assert by_id["done"] is not None
     assert by_id["done"]["status"] == "processed"
+    assert "payload" not in by_id["done"]
     assert by_id["held"] is not None
     assert by_id["held"]["lease_token"] == "a"
     assert by_id["failed"] is not None
@@ -202,6 +205,202 @@ def test_claimable_follows_status_and_lease() -> None:
     assert claimable({}, now)
     assert claimable({"status": "processing", "lease_until": now - timedelta(seconds=1)}, now)
     assert not claimable({"status": "processing", "lease_until": now + timedelta(seconds=1)}, now)
-    assert not claimable({"status": "processing", "lease_until": None}, now)
+    assert not claimable({"status": "processing", "lease_until": now}, now)
+    assert claimable({"status": "processing", "lease_until": None}, now)
+    assert claimable({"status": "processing"}, now)
     for status in ("processed", "ignored", "rejected"):
         assert not claimable({"status": status}, now)
+
+
+async def test_a_claim_the_server_refuses_in_a_batch_fails_alone(log: Log) -> None:
+    """Its error is the server's, with its code; the others in the unordered batch are recorded
+    and known as inserted from the reply, with nothing read back."""
+    conflicting = {"payload.id": "x"}  # "payload" and "payload.id" in one update: code 40
+    results = await asyncio.gather(
+        claim(log.events, "first", "a"),
+        claim(log.events, "before", "a"),
+        claim(log.events, "refused", "a", extra=conflicting),
+        claim(log.events, "after", "a"),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert results[1] is None
+    refused = results[2]
+    assert isinstance(refused, OperationFailure)
+    assert refused.code == 40
+    assert "conflicting" in str(refused)
+    assert results[3] is None
+    assert log.commands.take() == {"findAndModify": 1, "update": 1}
+    assert log.commands.update_sizes == [3]
+    assert await log.events.get("refused") is None
+    for svix_id in ("before", "after"):
+        assert (await stored(log.events, svix_id))["lease_token"] == "a"
+
+
+async def test_a_delivery_removed_between_the_batch_and_its_read_is_recorded_again(
+    log: Log, mongodb_url: str, mongodb_db: str
+) -> None:
+    """Retention or `events purge` may delete a delivery after the batch found it and before
+    the read: the claim records it again instead of reading nothing."""
+    await claim(log.events, "gone", "a", target="processed")
+    remover: MongoClient[dict[str, Any]] = MongoClient(mongodb_url)
+
+    class RemoveAfterTheBatch(monitoring.CommandListener):
+        def started(self, event: monitoring.CommandStartedEvent) -> None:
+            return None
+
+        def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+            if event.command_name == "update":
+                remover[mongodb_db]["webhook_events"].delete_one({"_id": "gone"})
+
+        def failed(self, event: monitoring.CommandFailedEvent) -> None:
+            return None
+
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        mongodb_url, tz_aware=True, event_listeners=[RemoveAfterTheBatch(), log.commands]
+    )
+    try:
+        events = DeliveryLog(client[mongodb_db]["webhook_events"])
+        log.commands.take()
+        later = T0 + timedelta(hours=1)
+        befores = await asyncio.gather(
+            *(claim(events, i, "b", later) for i in ("first", "gone", "new"))
+        )
+        assert befores == [None, None, None]
+        # lone first; the batch; the read that found nothing; "gone" recorded again
+        assert log.commands.take() == {"findAndModify": 2, "update": 1, "find": 1}
+        document = await stored(events, "gone")
+        assert (document["status"], document["lease_token"]) == ("processing", "b")
+    finally:
+        client.close()
+        remover.close()
+
+
+async def test_a_duplicate_key_that_is_not_this_deliverys_is_an_error(log: Log) -> None:
+    """A unique index of another field refuses the insert: nothing was recorded, so the claim
+    must fail rather than read as new (it would be answered without a record)."""
+    await log.events.collection.create_index("payload.key", unique=True)
+    assert await claim(log.events, "msg_1", "a", payload={"key": "k"}) is None
+    with pytest.raises(DuplicateKeyError):
+        await claim(log.events, "msg_2", "a", payload={"key": "k"})
+    assert await log.events.get("msg_2") is None
+
+
+def taking(svix_id: str, token: str, now: datetime, **on_insert: Any) -> Claim:
+    return Claim(svix_id, "processing", token, now, now + LEASE, on_insert)
+
+
+async def test_a_takeover_keeps_the_record_and_starts_a_new_attempt(log: Log) -> None:
+    received = T0 - timedelta(minutes=5)
+    handlers = {"users": {"status": "error", "error": "boom"}}
+    await log.events.collection.insert_one(
+        {
+            "_id": "msg_1",
+            "status": "failed",
+            "lease_until": None,
+            "lease_token": "a",
+            "last_attempt_at": received,
+            "attempts": 2,
+            "handlers": handlers,
+            "received_at": received,
+            "type": "user.created",
+            "payload": {"id": "old"},
+        }
+    )
+    before = await log.events.reclaim(
+        taking("msg_1", "b", T0, type="user.updated", payload={"id": "new"})
+    )
+    assert before is not None
+    assert (before["status"], before["lease_token"], before["attempts"]) == ("failed", "a", 2)
+    assert "payload" not in before
+    after = await stored(log.events, "msg_1")
+    assert after == {
+        "_id": "msg_1",
+        "status": "processing",
+        "lease_until": T0 + LEASE,
+        "lease_token": "b",
+        "last_attempt_at": T0,
+        "attempts": 3,
+        "handlers": handlers,
+        "received_at": received,
+        "type": "user.created",
+        "payload": {"id": "old"},
+    }
+
+
+@pytest.mark.parametrize(
+    "held",
+    [
+        {"status": "processing", "lease_until": T0, "lease_token": "a"},  # expires exactly now
+        {"status": "processing", "lease_until": T0 + LEASE, "lease_token": "a"},
+        {"status": "processed", "lease_until": None, "lease_token": "a"},
+    ],
+)
+async def test_a_takeover_that_lost_the_race_changes_nothing(
+    log: Log, held: dict[str, Any]
+) -> None:
+    """Another replica took the delivery after this one read it: the conditional update leaves
+    every field as it was."""
+    document = {
+        "_id": "msg_1",
+        "last_attempt_at": T0 - LEASE,
+        "attempts": 1,
+        "handlers": {},
+        "received_at": T0 - LEASE,
+        "type": "user.created",
+        "payload": {"id": "msg_1"},
+    } | held
+    await log.events.collection.insert_one(document)
+    before = await log.events.reclaim(taking("msg_1", "b", T0, type="x", payload={}))
+    assert before is not None
+    assert before["lease_token"] == "a"
+    assert await stored(log.events, "msg_1") == document
+
+
+async def test_an_expired_lease_or_a_missing_status_is_taken_over(log: Log) -> None:
+    just_after = T0 + timedelta(milliseconds=1)
+    await log.events.collection.insert_many(
+        [
+            {"_id": "expired", "status": "processing", "lease_until": T0, "attempts": 1},
+            {"_id": "unleased", "status": "processing", "lease_until": None, "attempts": 1},
+            {"_id": "bare", "payload": {"id": "bare"}},
+        ]
+    )
+    for svix_id, now in (("expired", just_after), ("unleased", T0)):
+        await log.events.reclaim(taking(svix_id, "b", now, payload={}))
+        taken = await stored(log.events, svix_id)
+        assert (taken["lease_token"], taken["attempts"]) == ("b", 2)
+    before = await log.events.reclaim(taking("bare", "b", T0, type="user.created", payload={}))
+    assert before == {"_id": "bare"}
+    bare = await stored(log.events, "bare")
+    assert bare == {
+        "_id": "bare",
+        "status": "processing",
+        "lease_until": T0 + LEASE,
+        "lease_token": "b",
+        "last_attempt_at": T0,
+        "attempts": 1,
+        "handlers": {},
+        "received_at": T0,
+        "type": "user.created",
+        "payload": {"id": "bare"},
+    }
+
+
+async def test_a_takeover_of_a_delivery_removed_meanwhile_records_it_again(log: Log) -> None:
+    before = await log.events.reclaim(
+        taking("msg_1", "b", T0, type="user.created", payload={"id": "msg_1"})
+    )
+    assert before is None
+    assert await stored(log.events, "msg_1") == {
+        "_id": "msg_1",
+        "status": "processing",
+        "lease_until": T0 + LEASE,
+        "lease_token": "b",
+        "last_attempt_at": T0,
+        "attempts": 1,
+        "handlers": {},
+        "received_at": T0,
+        "type": "user.created",
+        "payload": {"id": "msg_1"},
+    }

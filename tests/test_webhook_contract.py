@@ -556,7 +556,8 @@ async def test_a_handler_that_cannot_reach_mongodb_makes_a_503_with_retry_after(
     [
         ({"status": "processing", "lease_until": LEASE}, False),  # the lease ends exactly now
         ({"status": "processing", "lease_until": LEASE - timedelta(milliseconds=1)}, True),
-        ({"status": "processing", "lease_until": None}, False),
+        ({"status": "processing", "lease_until": None}, True),  # held by nobody
+        ({"lease_until": LEASE}, True),  # no status: an incomplete record
         ({"status": "failed", "lease_until": LEASE}, True),
         ({"status": "processed", "lease_until": None}, False),
     ],

@@ -69,13 +69,14 @@ class Claim:
 
 
 def claimable(stored: Mapping[str, Any], now: datetime) -> bool:
-    """Whether an existing delivery may be taken over: `failed`, or `processing` (or without a
-    status) whose lease has expired. The same condition as `DeliveryLog.reclaim`'s pipeline."""
+    """Whether an existing delivery may be taken over: without a status, `failed`, or
+    `processing` whose lease has expired or that has none (held by nobody). The same condition
+    as `DeliveryLog.reclaim`'s pipeline, where a missing lease compares below any date."""
     status = stored.get("status")
     if status is None or status == "failed":
         return True
     lease = stored.get("lease_until")
-    return status == "processing" and lease is not None and lease < now
+    return status == "processing" and (lease is None or lease < now)
 
 
 async def record_one(collection: AsyncIOMotorCollection[dict[str, Any]], claim: Claim) -> Before:
@@ -92,7 +93,12 @@ async def record_one(collection: AsyncIOMotorCollection[dict[str, Any]], claim: 
         if error.code != _DUPLICATE_KEY:
             raise  # the caller decides whether the document is at fault
         # a concurrent insert of the same id won the race: it exists now
-        return await collection.find_one({"_id": claim.svix_id}, WITHOUT_PAYLOAD)
+        found = await collection.find_one({"_id": claim.svix_id}, WITHOUT_PAYLOAD)
+        if found is None:
+            # not this id's race (a unique index of another field), or it is gone again:
+            # nothing was recorded, so this must not read as an insert
+            raise
+        return found
 
 
 async def record_many(

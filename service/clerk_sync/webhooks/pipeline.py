@@ -240,11 +240,12 @@ class Receiver:
 
     @staticmethod
     def _claimed(before: dict[str, Any], now: float) -> bool:
+        """Whether the claim took `before` over (`clerk_sync.storage.claims.claimable`)."""
         status = before.get("status")
-        if status == "failed":
+        if status is None or status == "failed":
             return True
         lease = before.get("lease_until")
-        return status == "processing" and lease is not None and lease.timestamp() < now
+        return status == "processing" and (lease is None or lease.timestamp() < now)
 
     def _existing(self, before: dict[str, Any], d: _Delivery) -> Answer:
         if before.get("status") in TERMINAL:
