@@ -4,6 +4,7 @@ that claims sent together get exactly what each would have got alone."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import MongoClient, monitoring
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from clerk_sync.errors import StoreUnavailable
 from clerk_sync.storage.claims import Claim, claimable
 from clerk_sync.storage.store import DeliveryLog
 
@@ -404,3 +406,92 @@ async def test_a_takeover_of_a_delivery_removed_meanwhile_records_it_again(log: 
         "type": "user.created",
         "payload": {"id": "msg_1"},
     }
+
+
+async def test_a_claim_refused_alone_is_one_command_with_the_servers_error(log: Log) -> None:
+    with pytest.raises(OperationFailure) as refused:
+        await claim(log.events, "refused", "a", extra={"payload.id": "x"})
+    assert refused.value.code == 40
+    assert log.commands.take() == {"findAndModify": 1}
+
+
+async def test_a_foreign_duplicate_key_inside_a_batch_fails_that_claim_alone(log: Log) -> None:
+    """Not a lost race for its own id: the batch's read finds nothing, the claim is tried alone
+    and its duplicate key error reaches the caller; the others are recorded."""
+    await log.events.collection.create_index("payload.key", unique=True, sparse=True)
+    await claim(log.events, "taken", "a", payload={"key": "k"})
+    log.commands.take()
+    results = await asyncio.gather(
+        claim(log.events, "first", "a"),
+        claim(log.events, "clash", "a", payload={"key": "k"}),
+        claim(log.events, "fine", "a"),
+        return_exceptions=True,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], DuplicateKeyError)
+    assert results[2] is None
+    # lone first; the batch; the read that found no "clash"; it alone; the read after its error
+    assert log.commands.take() == {"findAndModify": 2, "update": 1, "find": 2}
+    assert await log.events.get("clash") is None
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_a_batch_sent_to_an_unreachable_store_fails_every_claim_in_it() -> None:
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        f"mongodb://127.0.0.1:{unused_port()}", serverSelectionTimeoutMS=300, tz_aware=True
+    )
+    try:
+        events = DeliveryLog(client["clerk_sync"]["webhook_events"])
+        results = await asyncio.wait_for(
+            asyncio.gather(
+                *(claim(events, f"msg_{n}", "a") for n in range(4)), return_exceptions=True
+            ),
+            10,
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in results), results
+    finally:
+        client.close()
+
+
+async def test_a_fault_in_a_batch_reaches_every_claim_in_it_and_none_hangs(log: Log) -> None:
+    """A claim the batch cannot even build (a bug: its insert fields are not a mapping) fails the
+    batch; every waiter gets the error instead of waiting forever."""
+    broken = Claim("broken", "processing", "a", T0, T0 + LEASE, [("type", "x")])  # type: ignore[arg-type]
+
+    async def submit(wanted: Claim) -> Any:
+        return await log.events._claims.submit(wanted)
+
+    results = await asyncio.wait_for(
+        asyncio.gather(
+            claim(log.events, "first", "a"),
+            submit(taking("fine", "a", T0, type="user.created", payload={})),
+            submit(broken),
+            return_exceptions=True,
+        ),
+        10,
+    )
+    assert results[0] is None
+    assert isinstance(results[1], TypeError)
+    assert isinstance(results[2], TypeError)
+
+
+async def test_a_claim_whose_request_went_away_does_not_stop_the_rest_of_its_batch(
+    log: Log,
+) -> None:
+    first = asyncio.create_task(claim(log.events, "first", "a"))
+    await asyncio.sleep(0)  # the lone claim is in flight
+    waiting = {i: asyncio.create_task(claim(log.events, i, "a")) for i in ("gone", "b", "c")}
+    await asyncio.sleep(0)  # all three wait for it
+    waiting["gone"].cancel()
+    results = await asyncio.wait_for(asyncio.gather(first, waiting["b"], waiting["c"]), 10)
+    assert results == [None, None, None]
+    assert waiting["gone"].cancelled()
+    assert log.commands.take() == {"findAndModify": 1, "update": 1}
+    # the claim stands (its lease will expire), and the batcher keeps no finished task
+    assert (await stored(log.events, "gone"))["lease_token"] == "a"
+    assert not log.events._claims._tasks
