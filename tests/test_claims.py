@@ -292,6 +292,22 @@ def taking(svix_id: str, token: str, now: datetime, **on_insert: Any) -> Claim:
     return Claim(svix_id, "processing", token, now, now + LEASE, on_insert)
 
 
+def first_attempt_by_b(svix_id: str) -> dict[str, Any]:
+    """A `user.created` delivery as a takeover by "b" at T0 leaves it when it held nothing."""
+    return {
+        "_id": svix_id,
+        "status": "processing",
+        "lease_until": T0 + LEASE,
+        "lease_token": "b",
+        "last_attempt_at": T0,
+        "attempts": 1,
+        "handlers": {},
+        "received_at": T0,
+        "type": "user.created",
+        "payload": {"id": svix_id},
+    }
+
+
 async def test_a_takeover_keeps_the_record_and_starts_a_new_attempt(log: Log) -> None:
     received = T0 - timedelta(minutes=5)
     handlers = {"users": {"status": "error", "error": "boom"}}
@@ -375,18 +391,7 @@ async def test_an_expired_lease_or_a_missing_status_is_taken_over(log: Log) -> N
     before = await log.events.reclaim(taking("bare", "b", T0, type="user.created", payload={}))
     assert before == {"_id": "bare"}
     bare = await stored(log.events, "bare")
-    assert bare == {
-        "_id": "bare",
-        "status": "processing",
-        "lease_until": T0 + LEASE,
-        "lease_token": "b",
-        "last_attempt_at": T0,
-        "attempts": 1,
-        "handlers": {},
-        "received_at": T0,
-        "type": "user.created",
-        "payload": {"id": "bare"},
-    }
+    assert bare == first_attempt_by_b("bare")
 
 
 async def test_a_takeover_of_a_delivery_removed_meanwhile_records_it_again(log: Log) -> None:
@@ -394,18 +399,7 @@ async def test_a_takeover_of_a_delivery_removed_meanwhile_records_it_again(log: 
         taking("msg_1", "b", T0, type="user.created", payload={"id": "msg_1"})
     )
     assert before is None
-    assert await stored(log.events, "msg_1") == {
-        "_id": "msg_1",
-        "status": "processing",
-        "lease_until": T0 + LEASE,
-        "lease_token": "b",
-        "last_attempt_at": T0,
-        "attempts": 1,
-        "handlers": {},
-        "received_at": T0,
-        "type": "user.created",
-        "payload": {"id": "msg_1"},
-    }
+    assert await stored(log.events, "msg_1") == first_attempt_by_b("msg_1")
 
 
 async def test_a_claim_refused_alone_is_one_command_with_the_servers_error(log: Log) -> None:
