@@ -18,6 +18,7 @@ from pymongo.errors import OperationFailure
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Context, Router, Subscription
+from clerk_sync.storage.claims import claimable
 from clerk_sync.storage.store import TERMINAL, Finished
 from clerk_sync.webhooks.answers import (
     Answer,
@@ -240,12 +241,8 @@ class Receiver:
 
     @staticmethod
     def _claimed(before: dict[str, Any], now: float) -> bool:
-        """Whether the claim took `before` over (`clerk_sync.storage.claims.claimable`)."""
-        status = before.get("status")
-        if status is None or status == "failed":
-            return True
-        lease = before.get("lease_until")
-        return status == "processing" and (lease is None or lease.timestamp() < now)
+        """Whether the claim took `before` over: the store's own rule, at this clock reading."""
+        return claimable(before, datetime.fromtimestamp(now, tz=UTC))
 
     def _existing(self, before: dict[str, Any], d: _Delivery) -> Answer:
         if before.get("status") in TERMINAL:
