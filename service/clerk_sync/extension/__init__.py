@@ -14,53 +14,28 @@ An HTTP module: may import Quart and every layer below (`openapi`, `runtime`, `a
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from quart import Blueprint, Quart, Response, current_app, g, request
+from quart import Quart, current_app
 
-from clerk_sync.auth.http import json_response
-from clerk_sync.auth.read_api import (
-    PREFIX,
-    caller,
-    live_membership,
-    make_verifier,
-    refuse,
-    register_read_api,
-    synced_user,
-)
-from clerk_sync.errors import ApiError, AuthError, ConfigError
-from clerk_sync.observability import probes
+from clerk_sync.auth.queries import synced_user
+from clerk_sync.auth.read_api import make_verifier
+from clerk_sync.errors import ApiError, ConfigError
+from clerk_sync.extension import guards
+from clerk_sync.extension.guards import EXTENSION, VERIFIER, Guard, View
+from clerk_sync.extension.routes import BLUEPRINT, blueprint, check_routes
 from clerk_sync.runtime import Runtime
 from clerk_sync.settings import load_settings
 from clerk_sync.webhooks.endpoint import WebhookEndpoint
 
 if TYPE_CHECKING:
-    from motor.motor_asyncio import AsyncIOMotorDatabase
-
-    from clerk_sync.auth.tokens import Session, TokenVerifier
+    from clerk_sync.auth.tokens import Session
     from clerk_sync.plugins import Plugin
     from clerk_sync.settings import Settings
 
-#: `app.extensions` keys: the app's `Runtime`, and its session-token verifier
-EXTENSION = "clerk_sync"
-VERIFIER = "clerk_sync.read_api"
-BLUEPRINT = "clerk_sync"
-_SESSION = "_clerk_sync_session"
-_VARIABLE = re.compile(r"<(?:[^<>:]+:)?[^<>]+>")
-
-type View = Callable[..., Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Guard:
-    """What a decorator of this `ClerkSync` asks of the view it wraps."""
-
-    decorator: str
-    org_from: str | None = None
+__all__ = ["BLUEPRINT", "EXTENSION", "VERIFIER", "ClerkSync", "lifespan"]
 
 
 class ClerkSync:
@@ -94,7 +69,7 @@ class ClerkSync:
             "read_api": read_api,
             "openapi": openapi,
         }
-        self._guards: dict[object, _Guard] = {}  # wrapped view -> its checks
+        self._guards: dict[object, Guard] = {}  # wrapped view -> its checks
         if app is not None:
             self.init_app(app)
 
@@ -109,23 +84,23 @@ class ClerkSync:
         runtime = Runtime.build(settings, self.plugins)
         verifier = make_verifier(app, runtime) if settings.read_api_enabled else None
         app.extensions[EXTENSION] = runtime
-        app.register_blueprint(self._blueprint(runtime, verifier))
-        _check_routes(app, settings.clerk_sync_webhook_path)
+        app.register_blueprint(blueprint(runtime, verifier, self.parts))
+        check_routes(app, settings.clerk_sync_webhook_path)
         app.asgi_app = WebhookEndpoint(  # type: ignore[method-assign,assignment]
             app.asgi_app,
             runtime.receiver,
             settings.clerk_sync_max_body_bytes,
             settings.clerk_sync_webhook_path,
         )
-        app.register_error_handler(ApiError, _refused)
+        app.register_error_handler(ApiError, guards.refused)
         _log_settings(runtime, verifier is not None and self.parts["read_api"])
 
         @app.before_serving
         async def start() -> None:
             """Routes added after `init_app` and the decorated views are checked; then the
             runtime starts (MongoDB, indexes, the monitor)."""
-            _check_routes(app, settings.clerk_sync_webhook_path)
-            self._check_guards(app)
+            check_routes(app, settings.clerk_sync_webhook_path)
+            guards.check_guards(app, self._guards)
             await runtime.start()
 
         @app.after_serving
@@ -140,12 +115,12 @@ class ClerkSync:
 
         @functools.wraps(view)
         async def guarded(*args: Any, **kwargs: Any) -> Any:
-            refused = await _verify_session()
+            refused = await guards.verify_session()
             if refused is not None:
                 return refused
             return await current_app.ensure_async(view)(*args, **kwargs)
 
-        self._guards[guarded] = _Guard("require_session")
+        self._guards[guarded] = Guard("require_session")
         return guarded
 
     def require_org_role(
@@ -159,14 +134,14 @@ class ClerkSync:
         def decorate(view: View) -> View:
             @functools.wraps(view)
             async def guarded(*args: Any, **kwargs: Any) -> Any:
-                refused = await _verify_session()
+                refused = await guards.verify_session()
                 if refused is None:
-                    refused = await _check_role(role, _organization(org_from, kwargs))
+                    refused = await guards.check_role(role, guards.organization(org_from, kwargs))
                 if refused is not None:
                     return refused
                 return await current_app.ensure_async(view)(*args, **kwargs)
 
-            self._guards[guarded] = _Guard("require_org_role", org_from)
+            self._guards[guarded] = Guard("require_org_role", org_from)
             return guarded
 
         return decorate
@@ -174,7 +149,7 @@ class ClerkSync:
     def current_session(self) -> Session:
         """The verified session of this request (user, session, active organization); only in
         a view under `require_session` or `require_org_role`."""
-        session: Session | None = g.get(_SESSION)
+        session = guards.current_session()
         if session is None:
             raise RuntimeError(
                 "current_session() is only known in a view decorated with "
@@ -185,44 +160,9 @@ class ClerkSync:
     async def current_user(self) -> dict[str, Any] | None:
         """The caller's synced `users` document (all of it, `private_metadata` included; no
         `_id`), or None until the users plugin has synced the user (and once deleted)."""
-        return await synced_user(_database(), self.current_session().user_id)
+        return await synced_user(guards.database(), self.current_session().user_id)
 
     # -- wiring ---------------------------------------------------------------------------------
-
-    def _blueprint(self, runtime: Runtime, verifier: TokenVerifier | None) -> Blueprint:
-        parts = self.parts
-        routes = Blueprint(BLUEPRINT, __name__)
-        if parts["probes"]:
-            _probes(routes, runtime)
-        if parts["metrics"]:
-            _metrics(routes, runtime)
-        if parts["plugins_route"]:
-            _plugins(routes, runtime)
-        read_api = verifier is not None and parts["read_api"]
-        if read_api:
-            assert verifier is not None
-            register_read_api(routes, runtime, verifier)
-        if parts["openapi"]:
-            _openapi(routes, runtime, read_api=read_api, parts=parts)
-        return routes
-
-    def _check_guards(self, app: Quart) -> None:
-        """A decorated view needs session keys, and its `org_from` in its URL rule."""
-        for rule in app.url_map.iter_rules():
-            guard = self._guards.get(app.view_functions[rule.endpoint])
-            if guard is None:
-                continue
-            if app.extensions.get(VERIFIER) is None:
-                raise ConfigError(
-                    f"invalid configuration: CLERK_JWT_KEY or CLERK_JWKS_URL: needed by "
-                    f"@clerk.{guard.decorator} on {rule.rule}"
-                )
-            if guard.org_from is not None and guard.org_from not in rule.arguments:
-                raise ConfigError(
-                    f"@clerk.require_org_role on {rule.rule}: the rule has no "
-                    f"<{guard.org_from}>; name its variable with org_from=, or pass "
-                    "org_from=None for the organization active in the session"
-                )
 
 
 @asynccontextmanager
@@ -237,113 +177,6 @@ async def lifespan(app: Quart) -> AsyncIterator[None]:
         await app.shutdown()
 
 
-# -- the checks of the decorators -------------------------------------------------------------
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime | None = current_app.extensions.get(EXTENSION)
-    if runtime is None:
-        raise ConfigError(f"the app {current_app.name!r} has no ClerkSync: call init_app(app)")
-    return runtime
-
-
-def _database() -> AsyncIOMotorDatabase[dict[str, Any]]:
-    store = _runtime().store
-    if store is None:
-        raise ApiError("storage_unavailable", "storage is not started", status=503)
-    return store.db
-
-
-async def _verify_session() -> Response | None:
-    """Keep the verified session on `g`; else the 401 (or 503 when no key is configured)."""
-    runtime = _runtime()
-    verifier: TokenVerifier | None = current_app.extensions.get(VERIFIER)
-    if verifier is None:
-        return refuse(
-            ApiError(
-                "sessions_not_configured",
-                "session checks need CLERK_JWT_KEY or CLERK_JWKS_URL",
-                status=503,
-            )
-        )
-    try:
-        session = await caller(verifier)
-    except AuthError as error:
-        runtime.log.debug("session_refused", path=request.path, reason=error.reason)
-        return refuse(error)
-    setattr(g, _SESSION, session)
-    return None
-
-
-def _organization(org_from: str | None, view_args: dict[str, Any]) -> str | None:
-    if org_from is None:
-        session: Session = g.get(_SESSION)
-        return session.org_id
-    if org_from not in view_args:
-        raise ConfigError(f"@clerk.require_org_role: the view has no argument {org_from!r}")
-    value = view_args[org_from]
-    return value if isinstance(value, str) else str(value)
-
-
-async def _check_role(role: str, org_id: str | None) -> Response | None:
-    session: Session = g.get(_SESSION)
-    if org_id is None:
-        error = ApiError("no_active_organization", "no organization is active", status=403)
-        return refuse(error)
-    membership = await live_membership(_database(), org_id, session.user_id)
-    if membership is None:
-        return refuse(
-            ApiError("not_a_member", "you are not a member of this organization", status=403)
-        )
-    if membership.get("role") != role:
-        return refuse(ApiError("org_role_required", f"this needs the role {role}", status=403))
-    return None
-
-
-async def _refused(error: ApiError) -> Response:
-    """An `ApiError` raised in a view of the host app (storage not started) as JSON."""
-    return refuse(error)
-
-
-# -- the routes and their clashes -------------------------------------------------------------
-
-#: the argument of `ClerkSync` that switches off the part serving each path
-_SWITCHES = {
-    "/livez": "probes",
-    "/readyz": "probes",
-    "/metrics": "metrics",
-    "/plugins": "plugins_route",
-    "/openapi.json": "openapi",
-}
-
-
-def _shape(rule: str) -> str:
-    """A rule with its variables unnamed: `/a/<org_id>` and `/a/<string:x>` are one path."""
-    return _VARIABLE.sub("<>", rule)
-
-
-def _check_routes(app: Quart, webhook_path: str) -> None:
-    """No route of the host app at a path of ours; nothing of Quart at the webhook path."""
-    ours = {_shape(r.rule) for r in app.url_map.iter_rules() if _is_ours(r.endpoint)}
-    for rule in app.url_map.iter_rules():
-        shape = _shape(rule.rule)
-        if shape == _shape(webhook_path):
-            raise ConfigError(
-                f"invalid configuration: CLERK_SYNC_WEBHOOK_PATH: {webhook_path} is also the "
-                f"route {rule.rule} ({rule.endpoint}); choose another webhook path"
-            )
-        if shape in ours and not _is_ours(rule.endpoint):
-            switch = "read_api" if rule.rule.startswith(PREFIX + "/") else _SWITCHES[rule.rule]
-            raise ConfigError(
-                f"the app's route {rule.rule} ({rule.endpoint}) clashes with ClerkSync's: "
-                f"pass ClerkSync(..., {switch}=False) to keep the app's own"
-            )
-
-
-def _is_ours(endpoint: str) -> bool:
-    return endpoint.startswith(BLUEPRINT + ".")
-
-
 def _log_settings(runtime: Runtime, read_api: bool) -> None:
     if not runtime.settings.clerk_webhook_signing_secret:
         runtime.log.warning(
@@ -355,59 +188,3 @@ def _log_settings(runtime: Runtime, read_api: bool) -> None:
         )
     elif not read_api:
         runtime.log.info("read_api_disabled", reason="ClerkSync(read_api=False)")
-
-
-def _probes(routes: Blueprint, runtime: Runtime) -> None:
-    @routes.get("/livez")
-    async def livez() -> Response:
-        return json_response(probes.Live(status="ok").model_dump())
-
-    @routes.get("/readyz")
-    async def readyz() -> Response:
-        if runtime.shutting_down:  # answered at once, without asking MongoDB
-            leaving = probes.NotReady(status="not_ready", reasons=["shutting down"])
-            return json_response(leaving.model_dump(), 503)
-        reasons = []
-        up = runtime.store is not None and await runtime.store.ping(within=1.0)
-        runtime.metrics.mongodb_up.set(1 if up else 0)
-        if not up:
-            reasons.append("mongodb: no answer to ping within 1 s")
-        elif not runtime.indexes_ready:
-            reasons.append("mongodb: indexes not created yet")
-        failed = [r.name for r in runtime.records if r.status == "failed"]
-        if reasons:
-            return json_response(
-                probes.NotReady(status="not_ready", reasons=reasons).model_dump(), 503
-            )
-        return json_response(probes.Ready(status="ready", plugins_failed=failed).model_dump())
-
-
-def _metrics(routes: Blueprint, runtime: Runtime) -> None:
-    @routes.get("/metrics")
-    async def metrics() -> Response:
-        payload, content_type = runtime.metrics.render()
-        return Response(payload, content_type=content_type)
-
-
-def _plugins(routes: Blueprint, runtime: Runtime) -> None:
-    @routes.get("/plugins")
-    async def plugins() -> Response:
-        listed = probes.Plugins.model_validate({"plugins": runtime.describe_plugins()})
-        return json_response(listed.model_dump())
-
-
-def _openapi(
-    routes: Blueprint, runtime: Runtime, *, read_api: bool, parts: dict[str, bool]
-) -> None:
-    from clerk_sync.openapi import openapi_document
-
-    served = {path for path, part in _SWITCHES.items() if parts[part]}
-    document = openapi_document(
-        read_api,
-        webhook_path=runtime.settings.clerk_sync_webhook_path,
-        only=served,
-    )
-
-    @routes.get("/openapi.json")
-    async def openapi() -> Response:
-        return json_response(document)
