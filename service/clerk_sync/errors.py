@@ -20,6 +20,13 @@ class DeliveryError(ClerkSyncError):
 
     status: int = 400
     outcome: str = "bad_request"
+    #: seconds a sender should wait before retrying (a `Retry-After` header), None for no header
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's extra headers: `Retry-After` for a refusal that a retry can outlive."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class BadRequest(DeliveryError):
@@ -41,10 +48,19 @@ class InvalidSignature(DeliveryError):
 
 
 class NotConfigured(DeliveryError):
-    """No signing secret is configured, so no delivery can be verified."""
+    """No signing secret is configured, so no delivery can be verified (`/readyz` fails too)."""
 
     status = 503
     outcome = "unavailable"
+    retry_after = 60
+
+
+class Busy(DeliveryError):
+    """Too many webhook bodies are being read at once (CLERK_SYNC_MAX_CONCURRENT_BODIES)."""
+
+    status = 503
+    outcome = "unavailable"
+    retry_after = 1
 
 
 class StoreUnavailable(ClerkSyncError):
