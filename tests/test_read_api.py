@@ -13,7 +13,7 @@ import pytest
 from clerk_sync_organizations import plugin as organizations_plugin
 from clerk_sync_users import plugin as users_plugin
 
-from clerk_sync.auth.read_api import cursor_key, decode_cursor, encode_cursor, parse_limit
+from clerk_sync.auth.cursor import cursor_key, decode_cursor, encode_cursor, parse_limit
 from clerk_sync.errors import ApiError
 from clerk_sync.testing import sample
 from tests.conftest import Runner, Running

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -60,14 +61,17 @@ def figures() -> Iterator[dict[str, Any]]:
     yield found
     if not found:
         return
-    previous: dict[str, Any] = {}
-    if LAST_RUN.exists():
-        previous = json.loads(LAST_RUN.read_text())
-    previous.update(found)
-    previous["command"] = COMMAND
-    previous["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    previous["session_seconds"] = round(time.time() - started, 1)
-    LAST_RUN.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
+    # under pytest-xdist every worker merges its own figures: one at a time, under a lock
+    with LAST_RUN.with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        previous: dict[str, Any] = {}
+        if LAST_RUN.exists():
+            previous = json.loads(LAST_RUN.read_text())
+        previous.update(found)
+        previous["command"] = COMMAND
+        previous["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        previous["session_seconds"] = round(time.time() - started, 1)
+        LAST_RUN.write_text(json.dumps(previous, indent=2, sort_keys=True) + "\n")
 
 
 @pytest.fixture(scope="session")

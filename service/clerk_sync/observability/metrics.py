@@ -47,6 +47,16 @@ class Metrics:
         self.multiprocess = multiprocess_dir() is not None
         self.registry = CollectorRegistry(auto_describe=True)
         own = None if self.multiprocess else self.registry
+        self._delivery_metrics(own)
+        self._handler_metrics(own)
+        self._state_metrics(own)
+        self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._handler_children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+        if self.multiprocess:
+            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    def _delivery_metrics(self, own: CollectorRegistry | None) -> None:
+        """Per delivery: its answer, how long it took, how late it arrived."""
         self.webhooks = Counter(
             "clerk_sync_webhooks",
             "Webhook deliveries by event type and outcome.",
@@ -60,6 +70,15 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=own,
         )
+        self.delivery_lag = Histogram(
+            "clerk_sync_delivery_lag_seconds",
+            "Arrival time minus the envelope timestamp.",
+            buckets=_LAG_BUCKETS,
+            registry=own,
+        )
+
+    def _handler_metrics(self, own: CollectorRegistry | None) -> None:
+        """Per handler run, and the group commit of their successful outcomes."""
         self.handler_duration = Histogram(
             "clerk_sync_handler_duration_seconds",
             "Time one plugin handler took for one event.",
@@ -73,12 +92,6 @@ class Metrics:
             ["plugin", "event_type"],
             registry=own,
         )
-        self.delivery_lag = Histogram(
-            "clerk_sync_delivery_lag_seconds",
-            "Arrival time minus the envelope timestamp.",
-            buckets=_LAG_BUCKETS,
-            registry=own,
-        )
         self.outcome_batch_size = Histogram(
             "clerk_sync_outcome_batch_size",
             "Successful outcomes written together by one group commit.",
@@ -90,6 +103,9 @@ class Metrics:
             "Group commits of successful outcomes that failed (retried at the next interval).",
             registry=own,
         )
+
+    def _state_metrics(self, own: CollectorRegistry | None) -> None:
+        """What the process knows of MongoDB and of its plugins."""
         self.mongodb_up = Gauge(
             "clerk_sync_mongodb_up",
             "1 when the last MongoDB check succeeded.",
@@ -103,10 +119,6 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemax",
         )
-        self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
-        self._handler_children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
-        if self.multiprocess:
-            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
 
     def delivery(self, event_type: str, outcome: str) -> tuple[Counter, Histogram]:
         """The children of `webhooks` and `webhook_duration` for one delivery's labels, looked

@@ -2,7 +2,8 @@
 
 `clerk-sync serve` runs it as a child process (`python -m clerk_sync.storage.embedded`) when
 MONGODB_URL is unset, so every worker process talks to one store over a real MongoDB connection.
-Tests run it in a thread with the in-memory engine.
+The test fixtures run it as a child process too, with the in-memory engine (`--memory`), so the
+store has an interpreter of its own beside the tests; `EmbeddedThread` runs it in a thread.
 """
 
 from __future__ import annotations
@@ -76,20 +77,27 @@ class EmbeddedThread:
 
 
 class EmbeddedProcess:
-    """The SQLite-backed wire server as a child process (what `clerk-sync serve` uses)."""
+    """The wire server as a child process: over SQLite in `data_dir` (what `clerk-sync serve`
+    uses), or in memory when `data_dir` is None (the test fixtures)."""
 
-    def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, data_dir: Path | None, host: str = "127.0.0.1", port: int = 0) -> None:
         self.data_dir, self.host, self.port = data_dir, host, port
         self.process: subprocess.Popen[str] | None = None
         self.url: str | None = None
 
     @property
     def path(self) -> Path:
+        if self.data_dir is None:
+            raise ValueError("an in-memory embedded store has no file")
         return self.data_dir / DB_FILE
 
     def start(self, timeout: float = 30.0) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "clerk_sync.storage.embedded", "--file", str(self.path)]
+        command = [sys.executable, "-m", "clerk_sync.storage.embedded"]
+        if self.data_dir is None:
+            command.append("--memory")
+        else:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            command += ["--file", str(self.path)]
         command += ["--host", self.host, "--port", str(self.port)]
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=subprocess.PIPE, text=True, start_new_session=True
@@ -122,7 +130,7 @@ def _read_ready(stream: IO[str], timeout: float) -> str:
     return url
 
 
-async def _serve_forever(path: Path, host: str, port: int) -> None:
+async def _serve_forever(path: Path | None, host: str, port: int) -> None:
     server = _server(path, host, port)
     address = await server.start()
     stop = asyncio.Event()
@@ -139,11 +147,14 @@ async def _serve_forever(path: Path, host: str, port: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="clerk-sync embedded development store")
-    parser.add_argument("--file", type=Path, required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--file", type=Path, help="keep the data in this SQLite file")
+    where.add_argument("--memory", action="store_true", help="keep the data in memory only")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    os.makedirs(args.file.parent, exist_ok=True)
+    if args.file is not None:
+        os.makedirs(args.file.parent, exist_ok=True)
     asyncio.run(_serve_forever(args.file, args.host, args.port))
 
 

@@ -2,7 +2,9 @@
 
 The server is chosen in this order: `TEST_MONGODB_URL` if set; a MongoDB container from
 testcontainers (`TEST_MONGODB_IMAGE`, default `mongo:8.0`) when a Docker engine answers; else the
-embedded mongoeco wire server in memory. The pytest header names the one used.
+embedded mongoeco wire server in memory, in a child process of its own. The pytest header names
+the one used. Under pytest-xdist each worker process starts its own server (a container, or an
+embedded child); each test has a database of its own on it either way.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def describe(kind: BackendKind, environ: Mapping[str, str]) -> str:
         return "TEST_MONGODB_URL (an external MongoDB server)"
     if kind == "testcontainers":
         return f"testcontainers ({environ.get('TEST_MONGODB_IMAGE', DEFAULT_IMAGE)})"
-    return "embedded mongoeco wire server (in memory)"
+    return "embedded mongoeco wire server (in memory, a child process)"
 
 
 @dataclass
@@ -75,15 +77,15 @@ def start_server(kind: BackendKind, environ: Mapping[str, str]) -> MongoServer:
     if kind == "url":
         return MongoServer(kind, environ["TEST_MONGODB_URL"], lambda: None)
     if kind == "testcontainers":
-        from testcontainers.mongodb import MongoDbContainer
+        from testcontainers.community.mongodb import MongoDbContainer
 
         container = MongoDbContainer(environ.get("TEST_MONGODB_IMAGE", DEFAULT_IMAGE))
         container.start()
         return MongoServer(kind, container.get_connection_url(), container.stop)
-    from clerk_sync.storage.embedded import EmbeddedThread
+    from clerk_sync.storage.embedded import EmbeddedProcess
 
-    thread = EmbeddedThread()
-    return MongoServer(kind, thread.start(), thread.stop)
+    store = EmbeddedProcess(None)
+    return MongoServer(kind, store.start(), store.stop)
 
 
 _KEY = pytest.StashKey[BackendKind]()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +15,9 @@ from pymongo.errors import OperationFailure
 
 from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, StoreUnavailable
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
-from clerk_sync.plugins import Context, Router, Subscription
+from clerk_sync.plugins import Router
 from clerk_sync.storage.claims import claimable
-from clerk_sync.storage.store import TERMINAL, Finished
+from clerk_sync.storage.store import TERMINAL
 from clerk_sync.webhooks.answers import (
     Answer,
     DeliveryAccepted,
@@ -30,7 +28,7 @@ from clerk_sync.webhooks.answers import (
     Unavailable,
     UnknownDelivery,
 )
-from clerk_sync.webhooks.handlers import run_handler
+from clerk_sync.webhooks.dispatch import Delivery, Dispatcher
 from clerk_sync.webhooks.outcomes import OutcomeWriter
 from clerk_sync.webhooks.verify import HeaderLookup, decode_secret, parse_headers, verify
 
@@ -48,15 +46,6 @@ type Clock = Callable[[], float]
 #: BadValue, Overflow, InvalidBSON, BSONObjectTooLarge, DollarPrefixedFieldName, EmptyFieldName,
 #: DottedFieldName, and the nesting-depth limit.
 _UNSTORABLE = frozenset({2, 15, 22, 10334, 52, 56, 57, 17419, 17280})
-#: seconds of lease that must remain after the next flush for an outcome to be queued
-_QUEUE_MARGIN = 2.0
-
-
-@dataclass(slots=True)
-class _Delivery:
-    svix_id: str
-    event_type: str | None = None
-    handlers: dict[str, str] = field(default_factory=dict)
 
 
 class Receiver:
@@ -78,13 +67,12 @@ class Receiver:
         self.keys = tuple(
             decode_secret(s.get_secret_value()) for s in settings.clerk_webhook_signing_secret
         )
-        self.timeout = settings.clerk_sync_handler_timeout
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.events: DeliveryLog | None = None
         self.engine: AIOEngine | None = None
-        self.reach: Reachability | None = None
         self.writer: OutcomeWriter | None = None
-        self._plugin_logs: dict[str, FilteringBoundLogger] = {}
+        # the handlers' side; it reads this receiver's clock, which tests and benches may swap
+        self.dispatcher = Dispatcher(settings, router, log, metrics, lambda: self.clock())
         # lease tokens: unique per process (random prefix) and per attempt (a counter)
         self._token_prefix = secrets.token_hex(8)
         self._tokens = itertools.count()
@@ -94,16 +82,19 @@ class Receiver:
     ) -> OutcomeWriter | None:
         """Use the started store; with `group_commit` (and a non-zero flush interval) return
         the writer whose `run` the caller keeps running and whose `close` it awaits."""
-        self.events, self.engine, self.reach = events, engine, reach
+        self.events, self.engine = events, engine
         interval = self.settings.clerk_sync_outcome_flush_seconds
         if group_commit and interval > 0:
             self.writer = OutcomeWriter(events, interval, self.metrics, self.log)
+        dispatcher = self.dispatcher
+        dispatcher.events, dispatcher.engine, dispatcher.reach = events, engine, reach
+        dispatcher.writer = self.writer
         return self.writer
 
     async def receive(self, body: bytes, headers: HeaderLookup) -> Answer:
         """Run steps 1-7 of the webhook contract; never raises for bad input."""
         started = time.perf_counter()
-        delivery = _Delivery(svix_id="")
+        delivery = Delivery(svix_id="")
         try:
             answer = await self._receive(body, headers, delivery)
         except DeliveryError as error:
@@ -127,13 +118,13 @@ class Receiver:
     def reject_early(self, error: DeliveryError) -> Answer:
         """Answer and count an error found before the body was read (e.g. 413)."""
         answer = Answer.of(error.status, Error(error=str(error)), error.outcome, error.headers)
-        self._observe(answer, _Delivery(svix_id=""), 0.0)
+        self._observe(answer, Delivery(svix_id=""), 0.0)
         return answer
 
     async def replay(self, svix_id: str) -> Answer:
         """Re-run a recorded delivery exactly like a redelivery of the same `svix-id` would:
         only handlers that have not succeeded run, and only if the delivery is claimable."""
-        d = _Delivery(svix_id=svix_id)
+        d = Delivery(svix_id=svix_id)
         if self.events is None:
             raise StoreUnavailable("storage is not started")
         try:
@@ -150,7 +141,7 @@ class Receiver:
             down = Unavailable(error="storage unavailable", svix_id=svix_id)
             return Answer.of(503, down, "unavailable")
 
-    async def _receive(self, body: bytes, headers: HeaderLookup, d: _Delivery) -> Answer:
+    async def _receive(self, body: bytes, headers: HeaderLookup, d: Delivery) -> Answer:
         if len(body) > self.settings.clerk_sync_max_body_bytes:
             raise PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
         parsed = parse_headers(headers)
@@ -173,7 +164,7 @@ class Receiver:
             # the raw text so nothing is lost, and tell the sender not to retry
             return await self._reject(body, d, f"payload cannot be stored as BSON: {error}", now)
 
-    async def _reject(self, body: bytes, d: _Delivery, reason: str, now: float) -> Answer:
+    async def _reject(self, body: bytes, d: Delivery, reason: str, now: float) -> Answer:
         try:
             payload: object = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -187,7 +178,7 @@ class Receiver:
         return Answer.of(202, rejected, "rejected")
 
     async def _accept(
-        self, envelope: dict[str, Any], d: _Delivery, now: float, *, observe_lag: bool = True
+        self, envelope: dict[str, Any], d: Delivery, now: float, *, observe_lag: bool = True
     ) -> Answer:
         if self.writer is not None and self.writer.holds(d.svix_id):
             # its handlers all succeeded and its outcome is queued: done, as far as Svix knows
@@ -217,11 +208,12 @@ class Receiver:
                 return self._existing(before, d)
             done = {k for k, v in (before.get("handlers") or {}).items() if v.get("status") == "ok"}
         pending = [s for s in subs if s.key not in done]
-        return await self._dispatch(event, pending, d, token, now + self.lease.total_seconds())
+        lease_end = now + self.lease.total_seconds()
+        return await self.dispatcher.dispatch(event, pending, d, token, lease_end)
 
     async def _claim(
         self,
-        d: _Delivery,
+        d: Delivery,
         target: str,
         now: float,
         on_insert: dict[str, Any],
@@ -244,7 +236,7 @@ class Receiver:
         """Whether the claim took `before` over: the store's own rule, at this clock reading."""
         return claimable(before, datetime.fromtimestamp(now, tz=UTC))
 
-    def _existing(self, before: dict[str, Any], d: _Delivery) -> Answer:
+    def _existing(self, before: dict[str, Any], d: Delivery) -> Answer:
         if before.get("status") in TERMINAL:
             return Answer.of(
                 200, DeliveryAccepted(status="duplicate", svix_id=d.svix_id), "duplicate"
@@ -255,66 +247,7 @@ class Receiver:
             "in_progress",
         )
 
-    async def _dispatch(
-        self, event: Event, subs: list[Subscription], d: _Delivery, token: str, lease_end: float
-    ) -> Answer:
-        if len(subs) == 1:
-            results = [await self._run(subs[0], event)]
-        else:
-            results = await asyncio.gather(*(self._run(sub, event) for sub in subs))
-        outcomes = [outcome for outcome, _ in results]
-        store_down = any(down for _, down in results)
-        by_key = {sub.key: outcome for sub, outcome in zip(subs, outcomes, strict=True)}
-        d.handlers = {k: v["status"] for k, v in by_key.items()}
-        ok = all(o["status"] == "ok" for o in outcomes)
-        status = "processed" if ok else "failed"
-        finished = Finished(d.svix_id, token, status, by_key)
-        if ok and self._can_queue(lease_end):
-            assert self.writer is not None
-            self.writer.queue(finished)  # written after the answer, within the flush interval
-            return Answer.of(
-                200, DeliveryAccepted(status="processed", svix_id=d.svix_id), "processed"
-            )
-        assert self.events is not None
-        owned = await self.events.finish(d.svix_id, token=token, status=status, outcomes=by_key)
-        if not owned:
-            return Answer.of(
-                409,
-                DeliveryBusy(error="lease expired; another attempt took over", svix_id=d.svix_id),
-                "in_progress",
-            )
-        if ok:
-            return Answer.of(
-                200, DeliveryAccepted(status="processed", svix_id=d.svix_id), "processed"
-            )
-        if store_down:  # recorded as failed; the retry re-runs only what did not succeed
-            raise StoreUnavailable("a handler could not reach MongoDB")
-        failed = DeliveryFailed(status="failed", svix_id=d.svix_id, error="a handler failed")
-        return Answer.of(500, failed, "failed")
-
-    def _can_queue(self, lease_end: float) -> bool:
-        """Group commit only while the lease outlasts the next flush by a clear margin; a
-        failed outcome is never queued (a 500 only once it is durable)."""
-        if self.writer is None:
-            return False
-        return self.clock() + self.writer.interval + _QUEUE_MARGIN < lease_end
-
-    async def _run(self, sub: Subscription, event: Event) -> tuple[dict[str, Any], bool]:
-        assert self.engine is not None
-        assert self.reach is not None
-        plugin_log = self._plugin_logs.get(sub.plugin)
-        if plugin_log is None:  # bound once per plugin and app, then per delivery
-            plugin_log = self._plugin_logs[sub.plugin] = self.log.bind(plugin=sub.plugin)
-        ctx: Context[Any] = Context(
-            engine=self.engine,
-            log=plugin_log.bind(svix_id=event.svix_id, event_type=event.type),
-            settings=self.router.plugin_settings(sub.plugin),
-            app_settings=self.settings,
-            plugin=sub.plugin,
-        )
-        return await run_handler(sub, event, ctx, self.timeout, self.metrics, self.reach)
-
-    def _observe(self, answer: Answer, d: _Delivery, elapsed: float) -> None:
+    def _observe(self, answer: Answer, d: Delivery, elapsed: float) -> None:
         count, duration = self.metrics.delivery(metric_event_type(d.event_type), answer.outcome)
         count.inc()
         duration.observe(elapsed)
