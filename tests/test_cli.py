@@ -199,6 +199,7 @@ REFUSED = {
     "CLERK_JWKS_URL": "ftp://x",
     "LOG_LEVEL": "loud",
     "LOG_FORMAT": "xml",
+    "CLERK_SYNC_DEV": "maybe",
 }
 #: Settings any value of which `serve` takes (names, paths, lists, URLs only reconcile uses);
 #: MONGODB_DB's empty value is left to the empty-value rules of settings.py.
@@ -254,7 +255,7 @@ def test_check_uses_the_running_development_server(tmp_path: Path, environ: dict
     """Without MONGODB_URL, check pings the store of `clerk-sync serve` on this directory and
     takes its development secret as the signing secret."""
     env = {"LOG_FORMAT": "json", "CLERK_SYNC_DATA_DIR": str(tmp_path / "data")}
-    with ServerProcess(env, cwd=tmp_path):
+    with ServerProcess(env, cwd=tmp_path, dev=True):
         result = CliRunner().invoke(main, ["check", "--json"], env=env)
     report = json.loads(result.stdout)
     assert result.exit_code == 0, result.output

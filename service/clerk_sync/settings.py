@@ -45,6 +45,8 @@ class Settings(BaseSettings):
 
     clerk_webhook_signing_secret: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     mongodb_url: SecretStr | None = None
+    #: development mode (the embedded store) when MONGODB_URL is unset; `serve --dev` sets it too
+    clerk_sync_dev: bool = False
     mongodb_db: str = Field(default="clerk_sync", min_length=1)
     clerk_sync_data_dir: Path = Path("./.clerk-sync")
     clerk_sync_plugins: Annotated[tuple[str, ...] | None, NoDecode] = None

@@ -728,6 +728,18 @@ def test_schema_requires_mongodb_url_unless_an_existing_secret_is_named() -> Non
     assert "webhookSigningSecret" not in message
 
 
+@pytest.mark.parametrize(
+    "url", ["   ", "mongodb://", "mongodb:// ", "mongodb://mongodb:27017\n", " mongodb://mongodb"]
+)
+def test_schema_refuses_a_blank_or_blank_padded_mongodb_url(url: str) -> None:
+    """A MONGODB_URL of spaces, with nothing after the scheme, or with a blank in it (a value
+    read from a file keeps its newline) stops rendering at /secrets/mongodbUrl: a pod given one
+    would refuse to start, or reach no server."""
+    message = render_error({"secrets": {**REQUIRED["secrets"], "mongodbUrl": url}})
+    assert "values don't meet the specifications of the schema" in message
+    assert "/secrets/mongodbUrl" in message
+
+
 def test_schema_requires_the_webhook_signing_secret_unless_an_existing_secret_is_named() -> None:
     message = render_error({"secrets": {"mongodbUrl": "mongodb://mongodb:27017"}})
     assert "/secrets/webhookSigningSecret" in message
