@@ -55,6 +55,13 @@ class NotConfigured(DeliveryError):
     retry_after = 60
 
 
+class BodyTimeout(DeliveryError):
+    """The whole body did not arrive within CLERK_SYNC_BODY_TIMEOUT seconds."""
+
+    status = 408
+    outcome = "bad_request"
+
+
 class Busy(DeliveryError):
     """Too many webhook bodies are being read at once (CLERK_SYNC_MAX_CONCURRENT_BODIES)."""
 
