@@ -535,6 +535,28 @@ def test_notes_give_the_webhook_url_for_clerk(rendered: dict[str, Rendered]) -> 
     assert f"https://{host}/hooks/clerk" in rendered["full"].notes
 
 
+def test_notes_warn_while_the_session_token_issuer_or_parties_are_unset(
+    rendered: dict[str, Rendered],
+) -> None:
+    """With config.issuer and config.authorizedParties unset NOTES names both settings; with
+    one set only the other; with both set (here or in extraEnv) there is no warning."""
+    notes = rendered["defaults"].notes
+    assert "WARNING: session tokens" in notes
+    assert "config.issuer (CLERK_ISSUER) is not set" in notes
+    assert "config.authorizedParties (CLERK_AUTHORIZED_PARTIES) is not set" in notes
+    assert "WARNING: session tokens" not in rendered["full"].notes
+    issuer_only = {**REQUIRED, "config": {"issuer": "https://clerk.example.com"}}
+    [only] = [v for k, v in render(issuer_only).items() if k.endswith("NOTES.txt")]
+    assert "CLERK_ISSUER) is not set" not in only
+    assert "CLERK_AUTHORIZED_PARTIES) is not set" in only
+    from_env = {
+        **REQUIRED,
+        "extraEnv": {"CLERK_ISSUER": "https://c.example", "CLERK_AUTHORIZED_PARTIES": "https://a"},
+    }
+    [quiet] = [v for k, v in render(from_env).items() if k.endswith("NOTES.txt")]
+    assert "WARNING: session tokens" not in quiet
+
+
 def test_autoscaling_replaces_the_fixed_replica_count(rendered: dict[str, Rendered]) -> None:
     """With autoscaling on, an autoscaling/v2 HPA targets the Deployment, which sets no replicas."""
     full = rendered["full"]
