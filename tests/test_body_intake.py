@@ -135,12 +135,14 @@ async def test_without_a_signing_secret_the_body_is_not_read_and_503_says_when_t
     assert request.body == {"error": "CLERK_WEBHOOK_SIGNING_SECRET is not set"}
 
 
-async def test_past_the_cap_on_bodies_read_at_once_a_request_gets_503_with_retry_after(
+async def test_past_the_budget_of_bodies_read_at_once_a_request_gets_503_with_retry_after(
     running: Runner, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With CLERK_SYNC_MAX_CONCURRENT_BODIES=2 and two bodies stalled mid-read, a third request
-    is refused at once without its body being read; once a slot is free again, one is read."""
-    async with running(clerk_sync_max_concurrent_bodies=2, clerk_sync_body_timeout=HANG) as r:
+    """With CLERK_SYNC_BODY_BUFFER_BYTES the size of two bodies and two stalled mid-read, a
+    third request is refused at once without its body being read; once room is free again, one
+    is read."""
+    budget = {"clerk_sync_body_buffer_bytes": 2 * len(BODY), "clerk_sync_body_timeout": HANG}
+    async with running(**budget) as r:
         stalled = [Request(with_length(signed_headers(BODY)), stall()) for _ in range(2)]
         tasks = [asyncio.create_task(s(r.app)) for s in stalled]
         for s in stalled:
@@ -162,12 +164,12 @@ async def test_past_the_cap_on_bodies_read_at_once_a_request_gets_503_with_retry
 
 
 @pytest.mark.parametrize("body", [stall, drip], ids=["stalled", "dripping"])
-async def test_a_body_not_whole_within_the_body_timeout_is_408_and_frees_its_slot(
+async def test_a_body_not_whole_within_the_body_timeout_is_408_and_frees_its_room(
     running: Runner, body: Any
 ) -> None:
     """The deadline is for the whole body, not between reads: a body dripping a byte every
-    50 ms is cut off as surely as one that stalls. Its slot is free again afterwards."""
-    settings = {"clerk_sync_body_timeout": 0.3, "clerk_sync_max_concurrent_bodies": 1}
+    50 ms is cut off as surely as one that stalls. Its share of the budget is free again."""
+    settings = {"clerk_sync_body_timeout": 0.3, "clerk_sync_body_buffer_bytes": 10_000}
     async with running(**settings) as r:
         slow = await Request(with_length(signed_headers(BODY), 10_000), body())(r.app)
         after = await Request(with_length(signed_headers(BODY)))(r.app)
@@ -175,3 +177,26 @@ async def test_a_body_not_whole_within_the_body_timeout_is_408_and_frees_its_slo
     assert slow.body == {"error": "body not received within CLERK_SYNC_BODY_TIMEOUT (0.3 s)"}
     assert slow.answer_headers["connection"] == "close"
     assert after.status == 200, after.body
+
+
+async def test_a_burst_of_small_deliveries_fits_the_budget_that_holds_off_large_ones(
+    running: Runner,
+) -> None:
+    """Bodies count at their declared size: with a budget of two 1 MiB bodies, 40 small
+    deliveries mid-read at once and one body declaring 1 MiB are all admitted, where a second
+    body declaring 1 MiB is refused with 503."""
+    mib = 1_048_576
+    async with running(clerk_sync_body_buffer_bytes=2 * mib, clerk_sync_body_timeout=HANG) as r:
+        held = [Request(with_length(signed_headers(BODY)), stall()) for _ in range(40)]
+        held.append(Request(with_length(signed_headers(BODY), mib), stall()))
+        tasks = [asyncio.create_task(s(r.app)) for s in held]
+        for s in held:
+            await s.asked.wait()
+        refused = await Request(with_length(signed_headers(BODY), mib))(r.app)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(s.received for s in held)
+    assert refused.received == 0
+    assert refused.status == 503
+    assert refused.answer_headers["retry-after"] == "1"

@@ -63,7 +63,7 @@ class BodyTimeout(DeliveryError):
 
 
 class Busy(DeliveryError):
-    """Too many webhook bodies are being read at once (CLERK_SYNC_MAX_CONCURRENT_BODIES)."""
+    """The webhook bodies being read already fill CLERK_SYNC_BODY_BUFFER_BYTES."""
 
     status = 503
     outcome = "unavailable"

@@ -54,7 +54,7 @@ class Settings(BaseSettings):
     clerk_sync_required_plugins: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_sync_max_body_bytes: int = Field(default=1_048_576, gt=0)
     clerk_sync_body_timeout: float = Field(default=10.0, gt=0)
-    clerk_sync_max_concurrent_bodies: int = Field(default=16, gt=0)
+    clerk_sync_body_buffer_bytes: int = Field(default=16 * 1_048_576, gt=0)
     clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
     clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)

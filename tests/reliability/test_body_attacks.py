@@ -3,7 +3,7 @@
 1. A flood: 300 connections at once, each with plausible fake Svix headers (a current
    timestamp, a junk signature) and 1 MB of body, then stalling. Before the intake checks the
    app read every body: 83 MB -> 399 MB RSS (the chart's limit is 512Mi). Now at most
-   CLERK_SYNC_MAX_CONCURRENT_BODIES (16) bodies are read at once and the others get 503 with
+   CLERK_SYNC_BODY_BUFFER_BYTES (16 MiB: 16 such bodies) are read at once, the others get 503 with
    `Retry-After` from their headers alone. The 150 MB bound on peak RSS does not hold under
    hypercorn, which reads ahead before the app runs (`HYPERCORN` below): a strict xfail there,
    so that it fails as soon as the server that replaces it keeps the bound.
@@ -38,7 +38,7 @@ BODY_BYTES = 1_000_000  # sent of each body; it declares more, so it never ends 
 DECLARED = 1_048_576  # CLERK_SYNC_MAX_BODY_BYTES, the default
 BODY_TIMEOUT = 2.0
 RSS_LIMIT_KIB = 150 * 1024
-CAP = Settings.model_fields["clerk_sync_max_concurrent_bodies"].default
+BUDGET = Settings.model_fields["clerk_sync_body_buffer_bytes"].default
 CHUNK = b"a" * 65_536
 
 
@@ -99,7 +99,7 @@ def flooded(server: ServerProcess, figures: dict[str, Any]) -> dict[str, Any]:
     found = {
         "connections": CONNECTIONS,
         "body_bytes_each": BODY_BYTES,
-        "max_concurrent_bodies": CAP,
+        "body_buffer_bytes": BUDGET,
         "body_timeout_seconds": BODY_TIMEOUT,
         "answers": dict(Counter(str(status) for status, _ in answers)),
         "answers_503_without_retry_after": sum(1 for s, r in answers if s == 503 and not r),

@@ -80,8 +80,8 @@ RESPONSES: dict[int, tuple[str, type[BaseModel]]] = {
         DeliveryFailed,
     ),
     503: (
-        "MongoDB unreachable, no signing secret configured, or more than "
-        "CLERK_SYNC_MAX_CONCURRENT_BODIES bodies being read at once; with Retry-After.",
+        "MongoDB unreachable, no signing secret configured, or the bodies being read "
+        "at once fill CLERK_SYNC_BODY_BUFFER_BYTES; with Retry-After.",
         Unavailable,
     ),
 }

@@ -1,7 +1,7 @@
 """`POST /webhooks/clerk` (CLERK_SYNC_WEBHOOK_PATH) as a plain ASGI endpoint in front of Quart.
 
 The webhook is the hot path and needs nothing from a web framework: refuse what can be refused
-before the body (`Intake`: size, Svix headers, secret, timestamp, bodies read at once), read at
+before the body (`Intake`: size, Svix headers, secret, timestamp, bodies being read), read at
 most the configured number of bytes within the body deadline, hand them and the headers to the
 `Receiver`, send its small JSON answer. Doing that here refuses an oversize body before anything
 is buffered (Quart queues every chunk of a request without bound) and skips Quart's request and

@@ -3,8 +3,10 @@
 A webhook body is buffered whole before its signature can be checked, so everything that can be
 refused without it is refused first, before a byte of it is read: a declared size over
 CLERK_SYNC_MAX_BODY_BYTES (413), Svix headers missing or malformed (400), no signing secret (503),
-a timestamp outside the 5-minute window (401), and more than CLERK_SYNC_MAX_CONCURRENT_BODIES
-bodies being read at once (503 with `Retry-After`). A body then has CLERK_SYNC_BODY_TIMEOUT
+a timestamp outside the 5-minute window (401), and a body that would take the bodies being read
+at once past CLERK_SYNC_BODY_BUFFER_BYTES (503 with `Retry-After`), each counted at its declared
+Content-Length (CLERK_SYNC_MAX_BODY_BYTES without one), so a burst of small real deliveries
+passes while 1 MB fakes are held to a few at a time. A body then has CLERK_SYNC_BODY_TIMEOUT
 seconds in all to arrive (408), however slowly its bytes trickle in. Plain ASGI: any server.
 """
 
@@ -30,27 +32,30 @@ class Intake:
         settings = receiver.settings
         self.receiver, self.limit = receiver, limit
         self.deadline = settings.clerk_sync_body_timeout
-        self.capacity = settings.clerk_sync_max_concurrent_bodies
-        #: bodies being read right now
+        self.budget = settings.clerk_sync_body_buffer_bytes
+        #: the declared sizes of the bodies being read right now, summed
         self.reading = 0
 
-    def admit(self, headers: Mapping[str, str]) -> None:
-        """Raise the DeliveryError that refuses this request before its body is read."""
+    def admit(self, headers: Mapping[str, str]) -> int:
+        """The size this body takes of the budget; raise the DeliveryError that refuses the
+        request before its body is read instead."""
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
+        size = int(declared) if declared.isdigit() else self.limit
+        if size > self.limit:
             raise PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
         parsed = parse_headers(headers)
         if not self.receiver.keys:
             raise NotConfigured("CLERK_WEBHOOK_SIGNING_SECRET is not set")
         if abs(self.receiver.clock() - parsed.timestamp) > TOLERANCE_SECONDS:
             raise InvalidSignature("timestamp outside the 5 minute tolerance")
-        if self.reading >= self.capacity:
+        if self.reading and self.reading + size > self.budget:  # one is always let through
             raise Busy("too many webhook bodies being read at once, retry later")
+        return size
 
     async def read(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         """Admit, then the whole body within the deadline; a DeliveryError otherwise."""
-        self.admit(headers)
-        self.reading += 1  # no await since `admit`: the count it checked is still true
+        size = self.admit(headers)
+        self.reading += size  # no await since `admit`: the sum it checked is still true
         try:
             async with asyncio.timeout(self.deadline):
                 return await self._body(receive)
@@ -59,7 +64,7 @@ class Intake:
                 f"body not received within CLERK_SYNC_BODY_TIMEOUT ({self.deadline:g} s)"
             ) from error
         finally:
-            self.reading -= 1
+            self.reading -= size
 
     async def _body(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

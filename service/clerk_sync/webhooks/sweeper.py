@@ -11,6 +11,7 @@ twice. Every replica sets `clerk_sync_stale_deliveries` to what is still stale a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ class Sweeper:
         self.interval = interval
         holder = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.lease = Lease(store.db[LEASES], LEASE_NAME, holder)
+        self.holding = False
 
     async def run(self) -> None:
         try:
@@ -62,14 +64,20 @@ class Sweeper:
                     await self.sweep()
                 except StoreUnavailable as error:  # MongoDB away: the monitor says so
                     self.log.warning("stale_sweep_skipped", error=str(error))
+                except Exception:  # a bug must not end the sweeping for good
+                    self.log.exception("stale_sweep_failed")
         finally:
-            await self.lease.release()
+            if self.holding:  # at shut-down: the next replica need not wait for it to expire
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await self.lease.release()
 
     async def sweep(self) -> int:
         """Replay the stale deliveries if this replica holds the lease; how many it replayed."""
         now = self._now()
         replayed = 0
-        if await self.lease.take(now, timedelta(seconds=self.interval * 3)):
+        self.holding = await self.lease.take(now, timedelta(seconds=self.interval * 3))
+        if self.holding:
             for svix_id in await self._stale_ids(now):
                 answer = await self.receiver.replay(svix_id)
                 replayed += 1
