@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
 install: $(STAMP)
 
 run: install
-	$(BIN)/clerk-sync serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/clerk-sync serve --dev --host 127.0.0.1 --port $(PORT)
 
 tools: install
 	bash scripts/install-tools.sh

@@ -34,12 +34,17 @@ class ServerProcess:
         workers: int = 1,
         cwd: Path | None = None,
         port: int | None = None,
+        dev: bool = False,
+        probe: str = "/readyz",
     ) -> None:
+        """`dev` passes `--dev` (development mode when MONGODB_URL is unset); `start` waits for
+        `probe` to answer 200 (`/livez` for a server that is up but must not be ready)."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # no shut-down drain unless a test asks for one: stopping would wait its 5 s default
         self.env = {**os.environ, "LOG_FORMAT": "json", "CLERK_SYNC_SHUTDOWN_DELAY": "0", **env}
         self.workers = workers
+        self.dev, self.probe = dev, probe
         self.cwd = cwd
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -47,6 +52,7 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> ServerProcess:
         command = [sys.executable, "-m", "clerk_sync", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--workers", str(self.workers)]
+        command += ["--dev"] if self.dev else []
         self.process = subprocess.Popen(
             command,
             env=self.env,
@@ -64,7 +70,7 @@ class ServerProcess:
                 self.stop()
                 raise RuntimeError("server exited:\n" + "\n".join(self.lines))
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.probe, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

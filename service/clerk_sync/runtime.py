@@ -14,6 +14,7 @@ from clerk_sync.observability.metrics import Metrics
 from clerk_sync.plugins import PluginRecord, Router, direct, discover, load_plugins, require
 from clerk_sync.storage.store import Store
 from clerk_sync.webhooks.pipeline import Receiver
+from clerk_sync.webhooks.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from odmantic import Model
@@ -72,6 +73,7 @@ class Runtime:
 
     async def start(self, *, monitor: bool = True, group_commit: bool = True) -> None:
         """Connect to MongoDB and create indexes; when it is down, keep retrying in background.
+        With `monitor` (the service) the MongoDB monitor and the stale-delivery sweeper run too.
 
         With `group_commit` the `processed` outcomes of successful deliveries are written in
         batches after their answers (CLERK_SYNC_OUTCOME_FLUSH_SECONDS); the CLI passes False to
@@ -89,6 +91,13 @@ class Runtime:
             self.tasks.append(self.flusher)
         if monitor:
             self.tasks.append(asyncio.create_task(self._monitor()))
+            self.tasks.append(asyncio.create_task(self._sweeper().run()))
+
+    def _sweeper(self) -> Sweeper:
+        """The stale-delivery sweeper of this process (one replica at a time sweeps)."""
+        assert self.store is not None
+        interval = self.settings.clerk_sync_stale_sweep_seconds
+        return Sweeper(self.store, self.receiver, self.metrics, self.log, interval)
 
     async def prepare(self) -> None:
         """Create indexes; on failure log, mark MongoDB down and leave it to the monitor."""

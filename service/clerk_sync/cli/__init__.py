@@ -37,18 +37,27 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Development mode when MONGODB_URL is unset (as CLERK_SYNC_DEV=1 does).",
+)
+def serve(host: str, port: int, workers: int, dev: bool) -> None:
     """Serve the webhook receiver, probes, metrics and read API.
 
-    Without MONGODB_URL this is development mode: an embedded store in CLERK_SYNC_DATA_DIR,
-    a development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset,
-    and a banner on stderr saying what to type next.
+    MONGODB_URL is required, unless development mode is chosen (--dev, CLERK_SYNC_DEV=1, or
+    `make run`): then, with MONGODB_URL unset, an embedded store in CLERK_SYNC_DATA_DIR, a
+    development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset, and
+    a banner on stderr saying what to type next. With MONGODB_URL set, --dev changes nothing.
 
-    Exit status: 0 after a clean stop, 2 for bad configuration or a port in use.
+    Exit status: 0 after a clean stop, 2 for bad configuration (MONGODB_URL unset or blank
+    without development mode) or a port in use.
     """
     from clerk_sync.cli.server import run
 
     settings = settings_or_exit()
+    if dev:
+        settings = settings.model_copy(update={"clerk_sync_dev": True})
     try:
         code = run(settings, host=host, port=port, workers=workers)
     except ClerkSyncError as error:

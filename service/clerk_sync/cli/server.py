@@ -1,4 +1,4 @@
-"""Running the app under hypercorn, with the embedded store when MONGODB_URL is unset."""
+"""Running the app under hypercorn, with the embedded store in development mode."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypercorn.config import Config
 
 from clerk_sync.cli import devmode
 from clerk_sync.cli.drain import serve
-from clerk_sync.cli.preflight import refusals
+from clerk_sync.cli.preflight import development_chosen, refusals
 from clerk_sync.errors import ConfigError
 from clerk_sync.observability.logs import make_logger
 from clerk_sync.settings import Settings
@@ -50,9 +50,10 @@ def run(settings: Settings, *, host: str, port: int, workers: int) -> int:
     """Refuse what `check` refuses, start the store if needed, then serve."""
     log = make_logger(settings.log_level, settings.log_format)
     refusals(settings)
+    development = development_chosen(settings)
     port = bindable_port(host, port)
     with ExitStack() as stack:
-        if settings.mongodb_url is None:
+        if development:
             development_mode(stack, settings, log, client_url(host, port))
         if workers > 1:
             stack.enter_context(_multiprocess_metrics())

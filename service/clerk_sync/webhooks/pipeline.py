@@ -98,7 +98,7 @@ class Receiver:
         try:
             answer = await self._receive(body, headers, delivery)
         except DeliveryError as error:
-            answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
+            answer = Answer.of(error.status, Error(error=str(error)), error.outcome, error.headers)
         except StoreUnavailable as error:
             self.metrics.mongodb_up.set(0)
             self.log.warning("store_unavailable", svix_id=delivery.svix_id, error=str(error))
@@ -117,7 +117,7 @@ class Receiver:
 
     def reject_early(self, error: DeliveryError) -> Answer:
         """Answer and count an error found before the body was read (e.g. 413)."""
-        answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
+        answer = Answer.of(error.status, Error(error=str(error)), error.outcome, error.headers)
         self._observe(answer, Delivery(svix_id=""), 0.0)
         return answer
 
