@@ -24,7 +24,9 @@ from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_header
 from tests.processes import ServerProcess
 from tests.test_plugin_loading import install_fake_distribution
 
-DELAY = 3.0
+# 5 s: long enough that deliveries sent one after another during it (until 1.5 s before its end)
+# number at least 3 on a loaded machine, where one can take 0.7 s
+DELAY = 5.0
 #: how long the in-flight request of the drain test outlasts the delay
 IN_FLIGHT_PAST_DELAY = 4.0
 
