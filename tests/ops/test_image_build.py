@@ -49,8 +49,14 @@ FIGURES = TOOLS / "image-build" / "last-run.json"
 BUILDAH_ROOT = Path(os.environ.get("BUILDAH_ROOT", TOOLS / "buildah"))
 WHEELHOUSE = "wheelhouse"
 #: Distributions the Dockerfile builds from the repository itself (the rest come as wheels).
-BUILT_HERE = ("clerk-sync", "clerk-sync-users", "clerk-sync-sessions", "clerk-sync-organizations")
-BUILT_IN_PLUGINS = ("users", "sessions", "organizations")
+BUILT_HERE = (
+    "clerk-sync",
+    "clerk-sync-users",
+    "clerk-sync-sessions",
+    "clerk-sync-organizations",
+    "clerk-sync-billing",
+)
+BUILT_IN_PLUGINS = ("users", "sessions", "organizations", "billing")
 AUDIT_LOG_PROJECT = tomllib.loads((REPO_ROOT / "plugins/audit-log/pyproject.toml").read_text())
 AUDIT_LOG = f"{AUDIT_LOG_PROJECT['project']['name']}=={AUDIT_LOG_PROJECT['project']['version']}"
 BUILD_TIMEOUT = 1800
