@@ -25,6 +25,8 @@ from clerk_backend_api.models import (
     NoResponseError,
     OrganizationMemberships,
     Organizations,
+    Permissions,
+    Roles,
 )
 from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 
@@ -174,7 +176,7 @@ class ClerkClient:
         """One page of a resource's list, oldest first: the objects and `total_count` when the
         endpoint gives one (the users list does not)."""
         order = "+created_at"  # new objects append at the end, so offsets stay valid
-        listed: Organizations | OrganizationMemberships
+        listed: Organizations | OrganizationMemberships | Roles | Permissions
         if resource == "users":
             users = await self._listing(
                 "GET /v1/users",
@@ -197,6 +199,20 @@ class ClerkClient:
                     limit=limit, offset=offset, order_by=order
                 ),
             )
+        elif resource == "roles":
+            listed = await self._listing(
+                "GET /v1/organization_roles",
+                lambda: self._sdk.organization_roles.list_async(
+                    limit=limit, offset=offset, order_by=order
+                ),
+            )
+        elif resource == "permissions":
+            listed = await self._listing(
+                "GET /v1/organization_permissions",
+                lambda: self._sdk.organization_permissions.list_async(
+                    limit=limit, offset=offset, order_by=order
+                ),
+            )
         else:
             raise ValueError(f"unknown resource {resource!r}")
         return [_json(item) for item in listed.data], listed.total_count
@@ -207,6 +223,8 @@ class ClerkClient:
             return await self.user(doc["clerk_id"])
         if resource == "organizations":
             return await self.organization(doc["clerk_id"])
+        if resource in ("roles", "permissions"):
+            return await self.access(resource, doc["clerk_id"])
         organization_id, user_id = doc.get("organization_id"), doc.get("user_id")
         if not isinstance(organization_id, str) or not isinstance(user_id, str):
             return None
@@ -224,6 +242,20 @@ class ClerkClient:
             lambda: self._sdk.organizations.get_async(organization_id=organization_id),
         )
         return None if found is None else _json(found)
+
+    async def access(self, resource: str, clerk_id: str) -> dict[str, Any] | None:
+        """One role (`GET /v1/organization_roles/{id}`) or permission, None when gone."""
+        if resource == "roles":
+            role = await self.call(
+                f"GET /v1/organization_roles/{clerk_id}",
+                lambda: self._sdk.organization_roles.get_async(organization_role_id=clerk_id),
+            )
+            return None if role is None else _json(role)
+        permission = await self.call(
+            f"GET /v1/organization_permissions/{clerk_id}",
+            lambda: self._sdk.organization_permissions.get_async(permission_id=clerk_id),
+        )
+        return None if permission is None else _json(permission)
 
     async def membership(
         self, organization_id: str, user_id: str, membership_id: str

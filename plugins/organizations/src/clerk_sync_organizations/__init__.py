@@ -9,6 +9,12 @@ from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import tombstone, upsert_if_newer
 from clerk_sync_organizations import catalog
+from clerk_sync_organizations.access import (
+    PERMISSION_CLEARED,
+    ROLE_CLEARED,
+    project_permission,
+    project_role,
+)
 from clerk_sync_organizations.fields import (
     MEMBERSHIP_CLEARED,
     ORGANIZATION_CLEARED,
@@ -66,6 +72,10 @@ plugin.reconciler(
     cleared=MEMBERSHIP_CLEARED,
     parents={"organization_id": "organizations", "user_id": USERS},
 )(project_membership)
+plugin.reconciler("roles", collection="roles", cleared=ROLE_CLEARED)(project_role)
+plugin.reconciler("permissions", collection="permissions", cleared=PERMISSION_CLEARED)(
+    project_permission
+)
 
 
 def _required_id(event: Event) -> str:
