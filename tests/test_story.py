@@ -336,7 +336,7 @@ async def test_story_before_the_deletions_holds_the_live_objects(running: Runner
 
 
 async def test_any_order_with_duplicates_ends_in_the_in_order_state(running: Runner) -> None:
-    """80 seeded shuffles of the projected samples, some sent twice, all end exactly as
+    """40 seeded shuffles of the projected samples, some sent twice, all end exactly as
     in-order delivery does; handlers are run as the receiver runs them, minus the bookkeeping."""
     rng = random.Random(20260312)
     envelopes = {t: json.loads(sample(t)) for t in PROJECTED}
@@ -350,7 +350,7 @@ async def test_any_order_with_duplicates_ends_in_the_in_order_state(running: Run
             return await snapshot(r.db)
 
         expected = await run(PROJECTED)
-        for _ in range(80):  # about as many handler runs as 200 shuffles of the first 17 types
+        for _ in range(40):  # 47 types now (17 before, with 200 rounds): kept near 30 s
             order = PROJECTED + rng.choices(PROJECTED, k=rng.randint(1, 6))
             rng.shuffle(order)
             assert await run(order) == expected, order
@@ -372,7 +372,7 @@ async def test_shuffled_deliveries_through_the_receiver_end_in_the_in_order_stat
             return await snapshot(r.db)
 
         expected = await run([(t, new_svix_id()) for t in PROJECTED])
-        for _ in range(15):
+        for _ in range(8):  # 47 types now (17 before, with 15 rounds)
             order = [(t, new_svix_id()) for t in PROJECTED]
             for event_type, svix_id in rng.sample(order, 4):
                 order.append((event_type, svix_id if rng.random() < 0.5 else new_svix_id()))
