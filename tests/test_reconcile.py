@@ -49,6 +49,7 @@ COLLECTIONS = {
     "memberships": "organization_memberships",
     "roles": "roles",
     "permissions": "permissions",
+    "domains": "organization_domains",
 }
 LIST_PATHS = {
     "users": "/v1/users",
@@ -56,6 +57,7 @@ LIST_PATHS = {
     "memberships": "/v1/organization_memberships",
     "roles": "/v1/organization_roles",
     "permissions": "/v1/organization_permissions",
+    "domains": "/v1/organization_domains",  # also the re-check, by organization_id
 }
 #: the single-object path of each resource that has one, as `/v1/<segment>/<id>`
 SINGLE = {
@@ -250,12 +252,26 @@ def role(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, 
     return obj
 
 
+def domain(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
+    obj = sample_object("organizationDomain.created")
+    obj.update(
+        id=clerk_id,
+        organization_id="org_a",
+        name=f"{clerk_id}-{name}.example",
+        total_pending_invitations=updated,
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
+
+
 MAKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "users": user,
     "organizations": organization,
     "memberships": membership,
     "roles": role,
     "permissions": permission,
+    "domains": domain,
 }
 PREFIX = {
     "users": "user",
@@ -263,6 +279,7 @@ PREFIX = {
     "memberships": "orgmem",
     "roles": "role",
     "permissions": "perm",
+    "domains": "orgdmn",
 }
 
 
@@ -867,11 +884,11 @@ def test_a_resource_no_loaded_plugin_reconciles_is_reported_not_skipped(
     assert clerk.requests == []
 
 
-async def test_roles_and_permissions_are_stored_alike_by_webhook_and_reconcile(
+async def test_roles_permissions_and_domains_are_stored_alike_by_webhook_and_reconcile(
     running: Runner, clerk: FakeClerk, other_db: Db
 ) -> None:
-    """The sample role and permission: delivered as webhooks into one database, listed by
-    reconcile from the stand-in into another; the documents are equal field by field."""
+    """The sample role, permission and domain: delivered as webhooks into one database, listed
+    by reconcile from the stand-in into another; the documents are equal field by field."""
     from clerk_sync_organizations import plugin as organizations
 
     by_webhook: dict[str, dict[str, Any]] = {}
@@ -879,11 +896,13 @@ async def test_roles_and_permissions_are_stored_alike_by_webhook_and_reconcile(
         for event_type, collection in (
             ("role.created", "roles"),
             ("permission.created", "permissions"),
+            ("organizationDomain.created", "organization_domains"),
         ):
             assert (await r.post(sample(event_type)))[0] == 200
             by_webhook[collection] = await r.db[collection].find_one({}, {"_id": 0})
     clerk.objects["roles"] = [sample_object("role.created")]
     clerk.objects["permissions"] = [sample_object("permission.created")]
+    clerk.objects["domains"] = [sample_object("organizationDomain.created")]
     report = await run(other_db, clerk)
     assert report.ok
     for collection, expected in by_webhook.items():

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 @click.option("--memberships", is_flag=True, help="Reconcile organization memberships.")
 @click.option("--roles", is_flag=True, help="Reconcile organization roles.")
 @click.option("--permissions", is_flag=True, help="Reconcile organization permissions.")
+@click.option("--domains", is_flag=True, help="Reconcile organization domains.")
 @click.option(
     "--since",
     type=Since(),
@@ -66,6 +67,7 @@ def reconcile(
     memberships: bool,
     roles: bool,
     permissions: bool,
+    domains: bool,
     since: datetime | None,
     dry_run: bool,
     as_json: bool,
@@ -82,7 +84,7 @@ def reconcile(
     """
     from clerk_sync.reconcile import RESOURCES, Options, iter_lines
 
-    flags = (users, organizations, memberships, roles, permissions)
+    flags = (users, organizations, memberships, roles, permissions, domains)
     chosen = tuple(name for name, wanted in zip(RESOURCES, flags, strict=True) if wanted)
     interactive = sys.stderr.isatty() and not as_json
     options = Options(

@@ -10,8 +10,10 @@ from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import tombstone, upsert_if_newer
 from clerk_sync_organizations import catalog
 from clerk_sync_organizations.access import (
+    DOMAIN_CLEARED,
     PERMISSION_CLEARED,
     ROLE_CLEARED,
+    project_domain,
     project_permission,
     project_role,
 )
@@ -76,6 +78,12 @@ plugin.reconciler("roles", collection="roles", cleared=ROLE_CLEARED)(project_rol
 plugin.reconciler("permissions", collection="permissions", cleared=PERMISSION_CLEARED)(
     project_permission
 )
+plugin.reconciler(
+    "domains",
+    collection="organization_domains",
+    cleared=DOMAIN_CLEARED,
+    parents={"organization_id": "organizations"},
+)(project_domain)
 
 
 def _required_id(event: Event) -> str:
