@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/users plugins/sessions plugins/organizations
+PLUGINS := plugins/users plugins/sessions plugins/organizations plugins/billing
 STAMP := $(VENV)/.installed
 # `make run PORT=8001` serves on another port
 PORT = 8000

@@ -59,6 +59,14 @@ class UnknownDelivery(_Body):
     svix_id: str
 
 
+class RedactedDelivery(_Body):
+    """`clerk-sync events replay` of a delivery stored redacted (not an HTTP answer): its secrets
+    were never stored, so only Svix can resend it."""
+
+    error: str = "delivery was stored redacted (secrets removed): only Svix can resend it"
+    svix_id: str
+
+
 class Unavailable(_Body):
     """MongoDB unreachable, or no signing secret configured."""
 
