@@ -336,7 +336,7 @@ async def test_story_before_the_deletions_holds_the_live_objects(running: Runner
 
 
 async def test_any_order_with_duplicates_ends_in_the_in_order_state(running: Runner) -> None:
-    """40 seeded shuffles of the projected samples, some sent twice, all end exactly as
+    """72 seeded shuffles of the projected samples, some sent twice, all end exactly as
     in-order delivery does; handlers are run as the receiver runs them, minus the bookkeeping."""
     rng = random.Random(20260312)
     envelopes = {t: json.loads(sample(t)) for t in PROJECTED}
@@ -350,7 +350,7 @@ async def test_any_order_with_duplicates_ends_in_the_in_order_state(running: Run
             return await snapshot(r.db)
 
         expected = await run(PROJECTED)
-        for _ in range(40):  # 47 types now (17 before, with 200 rounds): kept near 30 s
+        for _ in range(72):  # 47 types now: as many deliveries as 200 rounds of the former 17
             order = PROJECTED + rng.choices(PROJECTED, k=rng.randint(1, 6))
             rng.shuffle(order)
             assert await run(order) == expected, order
