@@ -37,7 +37,15 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
-def serve(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--server",
+    "server_name",
+    default="granian",
+    show_default=True,
+    type=click.Choice(["granian", "hypercorn"]),
+    help="HTTP server to run the app under.",
+)
+def serve(host: str, port: int, workers: int, server_name: str) -> None:
     """Serve the webhook receiver, probes, metrics and read API.
 
     Without MONGODB_URL this is development mode: an embedded store in CLERK_SYNC_DATA_DIR,
@@ -46,11 +54,12 @@ def serve(host: str, port: int, workers: int) -> None:
 
     Exit status: 0 after a clean stop, 2 for bad configuration or a port in use.
     """
-    from clerk_sync.cli.server import run
+    from clerk_sync.cli.server import SERVERS, run
 
     settings = settings_or_exit()
+    server = next(name for name in SERVERS if name == server_name)
     try:
-        code = run(settings, host=host, port=port, workers=workers)
+        code = run(settings, host=host, port=port, workers=workers, server=server)
     except ClerkSyncError as error:
         fail(str(error))
     sys.exit(code)
