@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 
 from bson.errors import BSONError
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 
 from clerk_sync.storage.batching import Batcher, outcome
 
@@ -159,9 +159,9 @@ async def upsert_many(upserts: Sequence[Upsert]) -> list[Applied | BaseException
 
     A statement that upserted or matched applied (its guard held when it ran, in the order
     given, so of two versions of one object the newer is stored either way). One that collided
-    with the unique index is stale, or lost an insert race: it is settled alone by
-    `upsert_one`, which tells which. Another refusal is that statement's error. A batch the
-    driver cannot encode is sent one upsert at a time, so the bad one fails alone."""
+    with the unique index is stale, or lost an insert race: `_collided` tells which. Another
+    refusal is that statement's error. A batch the driver cannot encode is sent one upsert at
+    a time, so the bad one fails alone."""
     try:
         await upserts[0].collection.bulk_write([u.guarded() for u in upserts], ordered=False)
         refused: dict[int, dict[str, Any]] = {}
@@ -169,18 +169,43 @@ async def upsert_many(upserts: Sequence[Upsert]) -> list[Applied | BaseException
         refused = {int(e["index"]): e for e in error.details.get("writeErrors", [])}
     except (BSONError, OverflowError):
         return [await outcome(upsert_one(u)) for u in upserts]
+    collided = [i for i, e in refused.items() if e.get("code") == _DUPLICATE_KEY]
     results: list[Applied | BaseException] = []
-    for index, upsert in enumerate(upserts):
+    settled = await _collided([upserts[i] for i in collided]) if collided else []
+    by_index = dict(zip(collided, settled, strict=True))
+    for index in range(len(upserts)):
         failure = refused.get(index)
         if failure is None:
             results.append("applied")
-        elif failure.get("code") == _DUPLICATE_KEY:
-            results.append(await outcome(upsert_one(upsert)))
+        elif index in by_index:
+            results.append(by_index[index])
         else:
-            results.append(
-                OperationFailure(failure.get("errmsg", "write refused"), failure.get("code"))
-            )
+            message = failure.get("errmsg", "write refused")
+            results.append(OperationFailure(message, failure.get("code")))
     return results
+
+
+async def _collided(upserts: Sequence[Upsert]) -> list[Applied | BaseException]:
+    """Upserts whose guarded statement collided, settled with one `find` of what is stored:
+    stale when the stored version is newer or a tombstone (as it stays: stored versions only
+    get newer); otherwise the statement lost an insert race to an older version, and is
+    written again alone by `upsert_one`."""
+    collection = upserts[0].collection
+    wanted = sorted({u.clerk_id for u in upserts})
+    projection = {"_id": 0, "clerk_id": 1, "deleted": 1, "updated_at": 1}
+    try:
+        cursor = collection.find({"clerk_id": {"$in": wanted}}, projection)
+        stored = {doc["clerk_id"]: doc async for doc in cursor}
+    except PyMongoError as error:
+        return [error] * len(upserts)
+    settled: list[Applied | BaseException] = []
+    for upsert in upserts:
+        found = stored.get(upsert.clerk_id)
+        if found is not None and not applies(found, upsert.updated_at):
+            settled.append("stale")
+        else:
+            settled.append(await outcome(upsert_one(upsert)))
+    return settled
 
 
 def tombstone_update(
