@@ -32,8 +32,12 @@ lint: install
 	$(BIN)/mypy examples/quart-app examples/fastapi-mount
 	$(BIN)/lint-imports
 
-test: install tools lint
-	$(BIN)/pytest
+# the suite runs in PYTEST_WORKERS processes (docs/testing.md: most tests wait on servers and
+# timeouts, so 4 keep 2 cores busy); a module's tests stay in one process (their module fixtures,
+# such as the image build, run once)
+PYTEST_WORKERS ?= 4
+test:
+	@bash scripts/test-stages.sh $(MAKE) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=30 $(ARGS)
 
 bench: install
 	$(BIN)/python -m bench

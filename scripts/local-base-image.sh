@@ -13,7 +13,8 @@
 # of the same repository are removed.
 #
 # Usage: scripts/local-base-image.sh [PYTHON]      (PYTHON: a CPython 3.13, default python3.13)
-# Environment: BUILDAH_ROOT (default .tools/buildah): buildah's storage, with the vfs driver.
+# Environment: BUILDAH_ROOT (default the tools cache of scripts/install-tools.sh, outside the
+# clone: ${XDG_CACHE_HOME:-~/.cache}/clerk-sync/buildah): buildah's storage, with the vfs driver.
 # Prints the image name on stdout; progress goes to stderr.
 set -euo pipefail
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
@@ -21,7 +22,7 @@ cd "$(dirname "$SELF")/.."
 
 PYTHON=${1:-python3.13}
 REPOSITORY=localhost/clerk-sync-python-base
-ROOT=${BUILDAH_ROOT:-.tools/buildah}
+ROOT=${BUILDAH_ROOT:-${CLERK_SYNC_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/clerk-sync}/buildah}
 ROOT=$(mkdir -p "$ROOT" && cd "$ROOT" && pwd)
 buildah() { command buildah --root "$ROOT/storage" --runroot "$ROOT/run" --storage-driver vfs "$@"; }
 

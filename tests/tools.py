@@ -15,6 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 INSTALL = "run `make install` (Python tools) and `bash scripts/install-tools.sh`"
 
 
+def tools_cache() -> Path:
+    """Where downloaded and built tools are kept across clones, keyed by version (the same place
+    as scripts/install-tools.sh): CLERK_SYNC_TOOLS_CACHE, else $XDG_CACHE_HOME/clerk-sync, else
+    ~/.cache/clerk-sync."""
+    if explicit := os.environ.get("CLERK_SYNC_TOOLS_CACHE"):
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clerk-sync"
+
+
 def tool(name: str) -> str:
     """Path of a command-line tool: this venv's bin, then PATH; missing fails the test."""
     search = os.pathsep.join((str(Path(sys.executable).parent), os.environ["PATH"]))

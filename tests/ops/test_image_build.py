@@ -2,10 +2,11 @@
 
 No registry can be reached here, so `scripts/local-base-image.sh` makes a local stand-in for
 python:3.13-slim (Debian minbase + this machine's CPython 3.13 under /usr/local, with pip), cached
-in buildah's storage under .tools/buildah by a digest of its inputs. Package downloads do not work
-inside a build container, so the wheels the build needs are made on the host first and the image is
-built in the Dockerfile's offline mode (`WHEELHOUSE`). The image's own entry point then runs as its
-configured user (uid 10001) against the session's MongoDB server on 127.0.0.1.
+in buildah's storage in the tools cache outside the clone (tests/tools.py) by a digest of its
+inputs. Package downloads do not work inside a build container, so the wheels the build needs are
+made on the host first and the image is built in the Dockerfile's offline mode (`WHEELHOUSE`).
+The image's own entry point then runs as its configured user (uid 10001) against the session's
+MongoDB server on 127.0.0.1.
 
 Figures of the last run (build times, image size, what the build added) are written to
 .tools/image-build/last-run.json; docs/deploy.md quotes them.
@@ -38,7 +39,7 @@ from pymongo import MongoClient
 
 from clerk_sync.testing import TEST_SECRET, sample, signed_headers
 from tests.processes import free_port
-from tests.tools import run
+from tests.tools import run, tools_cache
 
 pytestmark = pytest.mark.ops
 
@@ -46,7 +47,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TOOLS = REPO_ROOT / ".tools"
 UNAVAILABLE = TOOLS / "image-build-tools.unavailable"
 FIGURES = TOOLS / "image-build" / "last-run.json"
-BUILDAH_ROOT = Path(os.environ.get("BUILDAH_ROOT", TOOLS / "buildah"))
+BUILDAH_ROOT = Path(os.environ.get("BUILDAH_ROOT", tools_cache() / "buildah"))
+#: The wheelhouses, one per key of their inputs, shared by the clones of this machine.
+WHEELHOUSES = tools_cache() / "image-build"
+#: A wheelhouse unused this long is removed (another clone may be at an older commit).
+STALE_SECONDS = 7 * 24 * 3600
 WHEELHOUSE = "wheelhouse"
 #: Distributions the Dockerfile builds from the repository itself (the rest come as wheels).
 BUILT_HERE = ("clerk-sync", "clerk-sync-users", "clerk-sync-sessions", "clerk-sync-organizations")
@@ -166,9 +171,11 @@ def wheelhouse(buildah: Buildah, figures: Figures) -> Path:
     """Wheels of every dependency and build backend, and of the audit-log plugin, made on the
     host with the interpreter the base image copies (so their tags fit the image). The core and
     the built-in plugins are left out: the Dockerfile builds those from the repository."""
-    cache = TOOLS / "image-build"
+    cache = WHEELHOUSES
+    cache.mkdir(parents=True, exist_ok=True)
     target = cache / f"wheelhouse-{_wheelhouse_key()}"
     if target.is_dir():
+        target.touch()
         return target
     started = time.monotonic()
     scratch = cache / f"wheelhouse-{uuid.uuid4().hex}.tmp"
@@ -197,9 +204,12 @@ def wheelhouse(buildah: Buildah, figures: Figures) -> Path:
         if wheel.name.split("-")[0].lower() in {_normalised(n) for n in BUILT_HERE}:
             wheel.unlink()
     for stale in cache.glob("wheelhouse-*"):
-        if stale != scratch:
-            shutil.rmtree(stale)
-    scratch.rename(target)
+        if stale != scratch and time.time() - stale.stat().st_mtime > STALE_SECONDS:
+            shutil.rmtree(stale, ignore_errors=True)
+    try:
+        scratch.rename(target)
+    except OSError:  # another clone made the same wheelhouse meanwhile
+        shutil.rmtree(scratch)
     figures.record(wheelhouse_seconds=round(time.monotonic() - started, 1))
     return target
 

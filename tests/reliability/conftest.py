@@ -8,6 +8,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,16 @@ class Pair:
 @pytest.fixture(scope="session")
 def pair(plugin_dir: Path, mongodb_url: str) -> Iterator[Pair]:
     """Two servers on one database of the session's MongoDB, with the counting plugin."""
+    with started_pair(plugin_dir, mongodb_url) as result:
+        yield result
+
+
+@contextmanager
+def started_pair(plugin_dir: Path, mongodb_url: str, **extra: str) -> Iterator[Pair]:
+    """Two servers on a new database of `mongodb_url`, with the counting plugin and `extra`
+    settings; dropped and stopped afterwards."""
     db = f"reliability_{uuid.uuid4().hex[:12]}"
-    env = server_env(plugin_dir, mongodb_url, db)
+    env = server_env(plugin_dir, mongodb_url, db, **extra)
     servers = [ServerProcess(env), ServerProcess(env)]
     try:
         for server in servers:
