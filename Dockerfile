@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 #
-# clerk-sync image: the core service and the built-in plugins (users, sessions, organizations).
+# clerk-sync image: the core service and the built-in plugins (users, sessions, organizations,
+# billing).
 #
 #   docker build -t clerk-sync .
 #   docker build -t clerk-sync --build-arg EXTRA_REQUIREMENTS="clerk-sync-audit-log==0.1.0" .
@@ -32,7 +33,7 @@ COPY pyproject.toml README.md ./
 COPY service/ service/
 COPY plugins/ plugins/
 
-# One resolution for all four distributions: the plugins' `clerk-sync` requirement is met
+# One resolution for all five distributions: the plugins' `clerk-sync` requirement is met
 # by the local core, never by an index. With WHEELHOUSE, dependencies and build backends come
 # only from that directory of the build context.
 RUN --mount=type=bind,source=.,target=/context \
@@ -48,7 +49,8 @@ RUN --mount=type=bind,source=.,target=/context \
         . \
         plugins/users \
         plugins/sessions \
-        plugins/organizations
+        plugins/organizations \
+        plugins/billing
 
 # ---- runtime: no compilers, no caches, a fixed non-root user -----------------------------
 FROM ${PYTHON_IMAGE}

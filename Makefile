@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PLUGINS := plugins/users plugins/sessions plugins/organizations
+PLUGINS := plugins/users plugins/sessions plugins/organizations plugins/billing
 STAMP := $(VENV)/.installed
 # `make run PORT=8001` serves on another port
 PORT = 8000
@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
 install: $(STAMP)
 
 run: install
-	$(BIN)/clerk-sync serve --host 127.0.0.1 --port $(PORT)
+	$(BIN)/clerk-sync serve --dev --host 127.0.0.1 --port $(PORT)
 
 tools: install
 	bash scripts/install-tools.sh
@@ -33,11 +33,12 @@ lint: install
 	$(BIN)/lint-imports
 
 # the suite runs in PYTEST_WORKERS processes (docs/testing.md: most tests wait on servers and
-# timeouts, so 4 keep 2 cores busy); a module's tests stay in one process (their module fixtures,
-# such as the image build, run once)
+# timeouts, so 4 keep 2 cores busy); tests/scheduling.py keeps the tests of a module with an
+# expensive shared fixture (the image build, a pair of servers) in one process and starts the
+# longest first
 PYTEST_WORKERS ?= 4
 test:
-	@bash scripts/test-stages.sh $(MAKE) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --durations=30 $(ARGS)
+	@bash scripts/test-stages.sh $(MAKE) $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=30 $(ARGS)
 
 bench: install
 	$(BIN)/python -m bench

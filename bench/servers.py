@@ -194,7 +194,8 @@ def clerk_sync(
     bench/serve_uvicorn.py instead.
     """
     port = free_port()
-    extra = {"CLERK_SYNC_DATA_DIR": str(workdir / "data"), **env}
+    # development mode chosen, as `make run` does (`serve --dev`); a MONGODB_URL overrides it
+    extra = {"CLERK_SYNC_DATA_DIR": str(workdir / "data"), "CLERK_SYNC_DEV": "1", **env}
     mongodb_url = store.url if store is not None else mongodb_url
     if mongodb_url:
         extra |= {"MONGODB_URL": mongodb_url, "MONGODB_DB": database}

@@ -41,9 +41,11 @@ def main(argv: list[str]) -> int:
     mutmut = str(Path(sys.executable).with_name("mutmut"))
     jobs = os.environ.get("MUTATE_JOBS", "4")
     store = EmbeddedThread()
-    # scripts/mutate_order.py runs each mutant's tests fastest first
+    # scripts/mutate_order.py runs each mutant's tests fastest first; pytest-randomly (which
+    # `make test` uses) would shuffle that order away, so it is off here
     path = os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")]))
-    addopts = " ".join(filter(None, ["-p mutate_order", os.environ.get("PYTEST_ADDOPTS")]))
+    own = "-p mutate_order -p no:randomly"
+    addopts = " ".join(filter(None, [own, os.environ.get("PYTEST_ADDOPTS")]))
     env = {
         **os.environ,
         "TEST_MONGODB_URL": store.start(),

@@ -19,6 +19,10 @@ from quart.typing import TestClientProtocol
 from clerk_sync import Plugin, Settings, create_app
 from clerk_sync.runtime import Runtime
 from clerk_sync.testing import TEST_SECRET, signed_headers
+from tests.scheduling import (  # noqa: F401 (hooks)
+    pytest_collection_modifyitems,
+    pytest_xdist_make_scheduler,
+)
 
 
 @pytest.fixture

@@ -35,13 +35,18 @@ class ServerProcess:
         cwd: Path | None = None,
         port: int | None = None,
         server: str | None = None,
+        dev: bool = False,
+        probe: str = "/readyz",
     ) -> None:
+        """`dev` passes `--dev` (development mode when MONGODB_URL is unset); `start` waits for
+        `probe` to answer 200 (`/livez` for a server that is up but must not be ready)."""
         self.port = port or free_port()
         self.server = server  # the HTTP server (`--server`); None: serve's default
         self.url = f"http://127.0.0.1:{self.port}"
         # no shut-down drain unless a test asks for one: stopping would wait its 5 s default
         self.env = {**os.environ, "LOG_FORMAT": "json", "CLERK_SYNC_SHUTDOWN_DELAY": "0", **env}
         self.workers = workers
+        self.dev, self.probe = dev, probe
         self.cwd = cwd
         self.lines: list[str] = []
         self.process: subprocess.Popen[str] | None = None
@@ -51,6 +56,7 @@ class ServerProcess:
         command += ["--port", str(self.port), "--workers", str(self.workers)]
         if self.server is not None:
             command += ["--server", self.server]
+        command += ["--dev"] if self.dev else []
         self.process = subprocess.Popen(
             command,
             env=self.env,
@@ -68,7 +74,7 @@ class ServerProcess:
                 self.stop()
                 raise RuntimeError("server exited:\n" + "\n".join(self.lines))
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.probe, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass

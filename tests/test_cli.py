@@ -189,6 +189,9 @@ REFUSED = {
     "MONGODB_URL": "http://127.0.0.1:27017",
     "CLERK_SYNC_REQUIRED_PLUGINS": "nope",
     "CLERK_SYNC_MAX_BODY_BYTES": "0",
+    "CLERK_SYNC_BODY_TIMEOUT": "0",
+    "CLERK_SYNC_STALE_SWEEP_SECONDS": "0",
+    "CLERK_SYNC_BODY_BUFFER_BYTES": "0",
     "CLERK_SYNC_HANDLER_TIMEOUT": "soon",
     "CLERK_SYNC_EVENT_RETENTION_DAYS": "-1",
     "CLERK_SYNC_SHUTDOWN_DELAY": "-1",
@@ -199,6 +202,7 @@ REFUSED = {
     "CLERK_JWKS_URL": "ftp://x",
     "LOG_LEVEL": "loud",
     "LOG_FORMAT": "xml",
+    "CLERK_SYNC_DEV": "maybe",
 }
 #: Settings any value of which `serve` takes (names, paths, lists, URLs only reconcile uses);
 #: MONGODB_DB's empty value is left to the empty-value rules of settings.py.
@@ -254,7 +258,7 @@ def test_check_uses_the_running_development_server(tmp_path: Path, environ: dict
     """Without MONGODB_URL, check pings the store of `clerk-sync serve` on this directory and
     takes its development secret as the signing secret."""
     env = {"LOG_FORMAT": "json", "CLERK_SYNC_DATA_DIR": str(tmp_path / "data")}
-    with ServerProcess(env, cwd=tmp_path):
+    with ServerProcess(env, cwd=tmp_path, dev=True):
         result = CliRunner().invoke(main, ["check", "--json"], env=env)
     report = json.loads(result.stdout)
     assert result.exit_code == 0, result.output

@@ -81,7 +81,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
         for mark, _, body in blocks(doc.read_text()):
             if mark.startswith("docs-test: file "):
                 (checkout / mark.removeprefix("docs-test: file ")).write_text(body)
-    server = Background(f".venv/bin/clerk-sync serve --port {free_port()}", checkout, env)
+    server = Background(f".venv/bin/clerk-sync serve --dev --port {free_port()}", checkout, env)
     with server:
         found = server.start()
         _record_example(checkout, found)

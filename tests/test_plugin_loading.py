@@ -207,5 +207,14 @@ async def test_plugins_listing_names_the_resources_each_plugin_reconciles(runnin
         listing = await (await r.client.get("/plugins")).get_json()
     by_name = {p["name"]: p["reconciles"] for p in listing["plugins"]}
     assert by_name["users"] == ["users"]
-    assert by_name["organizations"] == ["organizations", "memberships"]
+    assert by_name["organizations"] == [
+        "organizations",
+        "memberships",
+        "roles",
+        "permissions",
+        "domains",
+    ]
     assert by_name["sessions"] == []
+    # the built-in billing plugin is discovered like the others (its data has no reconcile yet)
+    assert by_name["billing"] == []
+    assert {p["name"]: p["status"] for p in listing["plugins"]}["billing"] == "loaded"

@@ -1,7 +1,8 @@
 """The README's first loop, as a newcomer runs it: `make run`, then a second terminal's commands.
 
-Development mode (DESIGN.md): no MONGODB_URL means an embedded store, a development signing
-secret made once, dev-server.json while serving, and a banner that never reaches a log line.
+Development mode (DESIGN.md): chosen by `make run` (`serve --dev`) or CLERK_SYNC_DEV=1, with no
+MONGODB_URL, it means an embedded store, a development signing secret made once, dev-server.json
+while serving, and a banner that never reaches a log line. Not chosen, it never happens.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def test_banner_shows_the_secret_on_a_terminal_only(checkout: Path) -> None:
     port = free_port()
     env = clean_environment(LOG_FORMAT="console")
     process = subprocess.Popen(
-        [sys.executable, "-m", "clerk_sync", "serve", "--port", str(port)],
+        [sys.executable, "-m", "clerk_sync", "serve", "--dev", "--port", str(port)],
         cwd=checkout,
         env=env,
         stdout=subprocess.PIPE,
@@ -193,11 +194,12 @@ def no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_with_mongodb_url_and_no_secret_nothing_of_development_mode_happens(
     tmp_path: Path, mongodb_url: str, no_settings: None
 ) -> None:
-    """Webhooks answer 503, and neither a secret file nor dev-server.json is written."""
+    """Webhooks answer 503, and neither a secret file nor dev-server.json is written, even
+    with development mode chosen (`--dev` changes nothing when MONGODB_URL is set)."""
     data = tmp_path / "data"
     body = sample("user.created")
     env = {"MONGODB_URL": mongodb_url, "CLERK_SYNC_DATA_DIR": str(data)}
-    with ServerProcess(env, cwd=tmp_path) as server:
+    with ServerProcess(env, cwd=tmp_path, dev=True, probe="/livez") as server:
         answer = httpx.post(
             server.url + "/webhooks/clerk", content=body, headers=signed_headers(body)
         )
@@ -205,6 +207,34 @@ def test_with_mongodb_url_and_no_secret_nothing_of_development_mode_happens(
     assert answer.status_code == 503
     assert files == []
     assert not any("development mode" in line for line in server.lines)
+
+
+@pytest.mark.parametrize("value", [None, "", "   "], ids=["unset", "empty", "spaces"])
+def test_serve_without_mongodb_url_refuses_unless_development_mode_is_chosen(
+    tmp_path: Path, no_settings: None, value: str | None
+) -> None:
+    """A MONGODB_URL unset, empty or blank (a Secret with a misnamed key) and no `--dev`: exit 2
+    with one line naming MONGODB_URL, and no embedded store, secret or dev-server.json made."""
+    data = tmp_path / "data"
+    env = clean_environment(CLERK_SYNC_DATA_DIR=str(data), LOG_FORMAT="json")
+    if value is not None:
+        env["MONGODB_URL"] = value
+    result = subprocess.run(
+        [sys.executable, "-m", "clerk_sync", "serve", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a serve that falls into development mode serves on: this fails it
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("clerk-sync: invalid configuration: MONGODB_URL: not set (or blank)")
+    assert "clerk-sync serve --dev" in line
+    assert "CLERK_SYNC_DEV=1" in line
+    assert result.stdout == ""
+    assert not data.exists()
 
 
 def stale_server_file(data_dir: Path) -> None:
@@ -276,8 +306,9 @@ def test_serve_on_a_busy_port_prints_one_line_and_exits_2(
         env = clean_environment(CLERK_SYNC_DATA_DIR=str(tmp_path / "data"))
         if not development:
             env["MONGODB_URL"] = mongodb_url
+        dev = ["--dev"] if development else []
         result = subprocess.run(
-            [sys.executable, "-m", "clerk_sync", "serve", "--port", str(port)],
+            [sys.executable, "-m", "clerk_sync", "serve", *dev, "--port", str(port)],
             cwd=tmp_path,
             env=env,
             capture_output=True,

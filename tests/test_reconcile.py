@@ -47,11 +47,24 @@ COLLECTIONS = {
     "users": "users",
     "organizations": "organizations",
     "memberships": "organization_memberships",
+    "roles": "roles",
+    "permissions": "permissions",
+    "domains": "organization_domains",
 }
 LIST_PATHS = {
     "users": "/v1/users",
     "organizations": "/v1/organizations",
     "memberships": "/v1/organization_memberships",
+    "roles": "/v1/organization_roles",
+    "permissions": "/v1/organization_permissions",
+    "domains": "/v1/organization_domains",  # also the re-check, by organization_id
+}
+#: the single-object path of each resource that has one, as `/v1/<segment>/<id>`
+SINGLE = {
+    "users": "users",
+    "organizations": "organizations",
+    "organization_roles": "roles",
+    "organization_permissions": "permissions",
 }
 
 type Db = AsyncIOMotorDatabase[dict[str, Any]]
@@ -97,8 +110,8 @@ class FakeClerk:
                         return 200, {}, page
                     return 200, {}, {"data": page, "total_count": len(items)}
             parts = path.strip("/").split("/")
-            if len(parts) == 3 and parts[1] in ("users", "organizations"):
-                found = [o for o in self.objects[parts[1]] if o["id"] == parts[2]]
+            if len(parts) == 3 and parts[1] in SINGLE:
+                found = [o for o in self.objects[SINGLE[parts[1]]] if o["id"] == parts[2]]
                 return (200, {}, found[0]) if found else (404, {}, {"errors": []})
             if len(parts) == 4 and parts[1] == "organizations" and parts[3] == "memberships":
                 data = [
@@ -214,12 +227,60 @@ def membership(clerk_id: str, updated: int, role: str, created: int = 0) -> dict
     return obj
 
 
+def permission(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
+    obj = sample_object("permission.created")
+    obj.update(
+        id=clerk_id,
+        name=name,
+        key=f"org:{clerk_id}:manage",
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
+
+
+def role(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
+    obj = sample_object("role.created")
+    obj.update(
+        id=clerk_id,
+        name=name,
+        key=f"org:{clerk_id}",
+        permissions=[permission(f"perm_of_{clerk_id}", updated, name, created)],
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
+
+
+def domain(clerk_id: str, updated: int, name: str, created: int = 0) -> dict[str, Any]:
+    obj = sample_object("organizationDomain.created")
+    obj.update(
+        id=clerk_id,
+        organization_id="org_a",
+        name=f"{clerk_id}-{name}.example",
+        total_pending_invitations=updated,
+        created_at=ms(created),
+        updated_at=ms(updated),
+    )
+    return obj
+
+
 MAKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "users": user,
     "organizations": organization,
     "memberships": membership,
+    "roles": role,
+    "permissions": permission,
+    "domains": domain,
 }
-PREFIX = {"users": "user", "organizations": "org", "memberships": "orgmem"}
+PREFIX = {
+    "users": "user",
+    "organizations": "org",
+    "memberships": "orgmem",
+    "roles": "role",
+    "permissions": "perm",
+    "domains": "orgdmn",
+}
 
 
 def scenario(resource: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
@@ -821,3 +882,34 @@ def test_a_resource_no_loaded_plugin_reconciles_is_reported_not_skipped(
     body = json.loads(result.output)
     assert body["resources"][0]["error"] == "no loaded plugin reconciles users"
     assert clerk.requests == []
+
+
+async def test_roles_permissions_and_domains_are_stored_alike_by_webhook_and_reconcile(
+    running: Runner, clerk: FakeClerk, other_db: Db
+) -> None:
+    """The sample role, permission and domain: delivered as webhooks into one database, listed
+    by reconcile from the stand-in into another; the documents are equal field by field."""
+    from clerk_sync_organizations import plugin as organizations
+
+    by_webhook: dict[str, dict[str, Any]] = {}
+    async with running(plugins=[organizations]) as r:
+        for event_type, collection in (
+            ("role.created", "roles"),
+            ("permission.created", "permissions"),
+            ("organizationDomain.created", "organization_domains"),
+        ):
+            assert (await r.post(sample(event_type)))[0] == 200
+            by_webhook[collection] = await r.db[collection].find_one({}, {"_id": 0})
+    clerk.objects["roles"] = [sample_object("role.created")]
+    clerk.objects["permissions"] = [sample_object("permission.created")]
+    clerk.objects["domains"] = [sample_object("organizationDomain.created")]
+    report = await run(other_db, clerk)
+    assert report.ok
+    for collection, expected in by_webhook.items():
+        reconciled = await other_db[collection].find_one({}, {"_id": 0, MARKER: 0})
+        assert reconciled == expected, collection
+    assert by_webhook["roles"]["permissions"] == [
+        "org:invoices:read",
+        "org:invoices:manage",
+        "org:sys_memberships:read",
+    ]

@@ -33,29 +33,34 @@ def pip(*args: str) -> None:
 
 
 @pytest.fixture
-def installed_plugin(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A plugin made by `plugin new`, installed editable into this venv, uninstalled afterwards."""
+def installed_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, Path, Path]]:
+    """A plugin made by `plugin new`, installed with pip into a directory of its own and put on
+    this process's path (and `site`, returned, on the path of its children). Not into the
+    shared venv: tests running at the same time in other processes read that venv's plugins
+    (`.env.example` loads every installed one), and would find this one half-installed."""
     name = f"scaffold-{uuid.uuid4().hex[:6]}"
     result = CliRunner().invoke(main, ["plugin", "new", name, "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    target = tmp_path / name
-    pip("install", "--no-deps", "-e", str(target))
+    target, site = tmp_path / name, tmp_path / "site"
+    pip("install", "--no-deps", "--target", str(site), str(target))
+    monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
-    try:
-        yield name, target
-    finally:
-        pip("uninstall", "-y", Names(name).distribution)
-        importlib.invalidate_caches()
+    yield name, target, site
+    importlib.invalidate_caches()
 
 
 def test_new_plugin_installs_is_discovered_runs_and_passes_its_tests(
-    installed_plugin: tuple[str, Path], mongodb_url: str, mongodb_db: str, tmp_path: Path
+    installed_plugin: tuple[str, Path, Path], mongodb_url: str, mongodb_db: str, tmp_path: Path
 ) -> None:
     """Installed with pip, a real `serve` finds it by entry point and its handler writes."""
-    name, target = installed_plugin
+    name, target, site = installed_plugin
     names = Names(name)
     found = {c.name: c for c in discover()}
+    path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
     env = {
+        "PYTHONPATH": path,
         "MONGODB_URL": mongodb_url,
         "MONGODB_DB": mongodb_db,
         "CLERK_WEBHOOK_SIGNING_SECRET": TEST_SECRET,
@@ -71,7 +76,7 @@ def test_new_plugin_installs_is_discovered_runs_and_passes_its_tests(
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=target,
-        env={**os.environ, "TEST_MONGODB_URL": mongodb_url},
+        env={**os.environ, "TEST_MONGODB_URL": mongodb_url, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=300,

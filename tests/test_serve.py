@@ -21,7 +21,7 @@ def test_serve_with_embedded_store_processes_sample_and_keeps_data(tmp_path: Pat
     }
     body = sample("user.created")
     headers = signed_headers(body)
-    with ServerProcess(env, cwd=tmp_path) as server:
+    with ServerProcess(env, cwd=tmp_path, dev=True) as server:
         answer = httpx.post(server.url + "/webhooks/clerk", content=body, headers=headers)
         store = next(e for e in server.events() if e.get("event") == "embedded_store")
         client: MongoClient[dict[str, object]] = MongoClient(store["url"])
@@ -38,7 +38,7 @@ def test_serve_with_embedded_store_processes_sample_and_keeps_data(tmp_path: Pat
     assert event["status"] == "processed"
     assert (tmp_path / "data" / "clerk-sync.sqlite3").exists()
 
-    with ServerProcess(env, cwd=tmp_path) as again:
+    with ServerProcess({**env, "CLERK_SYNC_DEV": "1"}, cwd=tmp_path) as again:
         repeat = httpx.post(again.url + "/webhooks/clerk", content=body, headers=headers)
     assert repeat.json() == {"status": "duplicate", "svix_id": headers["svix-id"]}
 

@@ -24,7 +24,11 @@ from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_header
 from tests.processes import ServerProcess
 from tests.test_plugin_loading import install_fake_distribution
 
-DELAY = 3.0
+# 5 s: long enough that deliveries sent one after another during it (until 1.5 s before its end)
+# number at least 3 on a loaded machine, where one can take 0.7 s
+DELAY = 5.0
+#: how long the in-flight request of the drain test outlasts the delay
+IN_FLIGHT_PAST_DELAY = 4.0
 
 SLOW_SOURCE = """
     import asyncio
@@ -105,13 +109,17 @@ def test_sigterm_fails_readiness_at_once_serves_through_the_delay_and_exits_0(
 
         # a delivery still in flight when the listener closes is answered
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            # sleeps until 1.5 s past the listener's close: still running when checked at 0.5 s
-            sleep = DELAY - (time.monotonic() - signalled) + 1.5
+            # sleeps until IN_FLIGHT_PAST_DELAY after the delay; from the delay's end on, the
+            # listener is polled until it refuses while that request still runs (polled, not
+            # looked at once: on a loaded machine the close can come a moment after the delay)
+            sleep = DELAY - (time.monotonic() - signalled) + IN_FLIGHT_PAST_DELAY
             body, headers = delivery("user.updated", sleep=sleep)
             in_flight = pool.submit(post, server.url, body, headers)
-            while time.monotonic() - signalled < DELAY + 0.5:
+            closed_while_in_flight = False
+            while not in_flight.done() and not closed_while_in_flight:
+                if time.monotonic() - signalled >= DELAY:
+                    closed_while_in_flight = refused(server.url) and not in_flight.done()
                 time.sleep(0.05)
-            closed_while_in_flight = refused(server.url) and not in_flight.done()
             slow_answer = in_flight.result(timeout=30)
         code = server.process.wait(timeout=DELAY + GRACEFUL_TIMEOUT + 5)  # type: ignore[union-attr]
         exited_after = time.monotonic() - signalled

@@ -373,11 +373,22 @@ async def test_unreachable_mongodb_is_503_with_retry_after_and_nothing_2xx(
     assert recorder.runs == [], "no handler may run for a delivery that was not recorded"
 
 
-async def test_missing_signing_secret_refuses_deliveries(running: Runner) -> None:
+async def test_missing_signing_secret_refuses_deliveries_with_retry_after(
+    running: Runner,
+) -> None:
+    """MONGODB_URL set and no secret: 503 naming the variable, with `Retry-After`, and
+    `/readyz` fails with the same variable named, so no traffic is routed here."""
     async with running(clerk_webhook_signing_secret="") as r:
-        status, body = await r.post(BODY)
-    assert status == 503
+        response = await r.client.post("/webhooks/clerk", data=BODY, headers=signed_headers(BODY))
+        body = await response.get_json()
+        ready = await r.client.get("/readyz")
+        readiness = await ready.get_json()
+    assert response.status_code == 503
     assert body["error"] == "CLERK_WEBHOOK_SIGNING_SECRET is not set"
+    assert response.headers["Retry-After"].isdigit()
+    assert ready.status_code == 503
+    assert readiness["status"] == "not_ready"
+    assert any("CLERK_WEBHOOK_SIGNING_SECRET" in reason for reason in readiness["reasons"])
 
 
 async def test_signed_json_mongodb_cannot_store_is_rejected_with_raw_text(running: Runner) -> None:

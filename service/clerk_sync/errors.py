@@ -20,6 +20,13 @@ class DeliveryError(ClerkSyncError):
 
     status: int = 400
     outcome: str = "bad_request"
+    #: seconds a sender should wait before retrying (a `Retry-After` header), None for no header
+    retry_after: int | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The answer's extra headers: `Retry-After` for a refusal that a retry can outlive."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 class BadRequest(DeliveryError):
@@ -41,10 +48,26 @@ class InvalidSignature(DeliveryError):
 
 
 class NotConfigured(DeliveryError):
-    """No signing secret is configured, so no delivery can be verified."""
+    """No signing secret is configured, so no delivery can be verified (`/readyz` fails too)."""
 
     status = 503
     outcome = "unavailable"
+    retry_after = 60
+
+
+class BodyTimeout(DeliveryError):
+    """The whole body did not arrive within CLERK_SYNC_BODY_TIMEOUT seconds."""
+
+    status = 408
+    outcome = "bad_request"
+
+
+class Busy(DeliveryError):
+    """The webhook bodies being read already fill CLERK_SYNC_BODY_BUFFER_BYTES."""
+
+    status = 503
+    outcome = "unavailable"
+    retry_after = 1
 
 
 class StoreUnavailable(ClerkSyncError):

@@ -12,8 +12,10 @@ from clerk_sync.errors import ConfigError
 from clerk_sync.observability.logs import make_logger
 from clerk_sync.observability.metrics import Metrics
 from clerk_sync.plugins import PluginRecord, Router, direct, discover, load_plugins, require
+from clerk_sync.storage.redaction import redact_stored
 from clerk_sync.storage.store import Store
 from clerk_sync.webhooks.pipeline import Receiver
+from clerk_sync.webhooks.sweeper import Sweeper
 
 if TYPE_CHECKING:
     from odmantic import Model
@@ -72,6 +74,7 @@ class Runtime:
 
     async def start(self, *, monitor: bool = True, group_commit: bool = True) -> None:
         """Connect to MongoDB and create indexes; when it is down, keep retrying in background.
+        With `monitor` (the service) the MongoDB monitor and the stale-delivery sweeper run too.
 
         With `group_commit` the `processed` outcomes of successful deliveries are written in
         batches after their answers (CLERK_SYNC_OUTCOME_FLUSH_SECONDS); the CLI passes False to
@@ -89,14 +92,25 @@ class Runtime:
             self.tasks.append(self.flusher)
         if monitor:
             self.tasks.append(asyncio.create_task(self._monitor()))
+            self.tasks.append(asyncio.create_task(self._sweeper().run()))
+
+    def _sweeper(self) -> Sweeper:
+        """The stale-delivery sweeper of this process (one replica at a time sweeps)."""
+        assert self.store is not None
+        interval = self.settings.clerk_sync_stale_sweep_seconds
+        return Sweeper(self.store, self.receiver, self.metrics, self.log, interval)
 
     async def prepare(self) -> None:
-        """Create indexes; on failure log, mark MongoDB down and leave it to the monitor."""
+        """Create indexes and redact stored deliveries that hold secrets (a one-off step that
+        finds nothing once done); on failure log, mark MongoDB down and leave it to the monitor."""
         assert self.store is not None
         try:
             await self.store.ensure_indexes(
                 self.models, self.settings.clerk_sync_event_retention_days
             )
+            redacted = await redact_stored(self.store.events.collection)
+            if redacted:
+                self.log.info("stored_deliveries_redacted", count=redacted)
         except Exception as error:  # any failure here is retried by the monitor
             self.metrics.mongodb_up.set(0)
             self.log.warning("indexes_pending", error=f"{type(error).__name__}: {error}")

@@ -45,15 +45,20 @@ class Settings(BaseSettings):
 
     clerk_webhook_signing_secret: Annotated[tuple[SecretStr, ...], NoDecode] = ()
     mongodb_url: SecretStr | None = None
+    #: development mode (the embedded store) when MONGODB_URL is unset; `serve --dev` sets it too
+    clerk_sync_dev: bool = False
     mongodb_db: str = Field(default="clerk_sync", min_length=1)
     clerk_sync_data_dir: Path = Path("./.clerk-sync")
     clerk_sync_plugins: Annotated[tuple[str, ...] | None, NoDecode] = None
     clerk_sync_disabled_plugins: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_sync_required_plugins: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_sync_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    clerk_sync_body_timeout: float = Field(default=10.0, gt=0)
+    clerk_sync_body_buffer_bytes: int = Field(default=16 * 1_048_576, gt=0)
     clerk_sync_handler_timeout: float = Field(default=10.0, gt=0)
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
     clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)
+    clerk_sync_stale_sweep_seconds: float = Field(default=30.0, gt=0)
     clerk_sync_outcome_flush_seconds: float = Field(default=0.05, ge=0, le=1)
     clerk_sync_webhook_path: str = Field(
         default="/webhooks/clerk", max_length=200, pattern=WEBHOOK_PATH_PATTERN

@@ -22,7 +22,10 @@ _HISTOGRAMS = (
     "clerk_sync_handler_duration_seconds",
     "clerk_sync_delivery_lag_seconds",
 )
-_ANNOUNCED = ("clerk_sync_reconcile_last_success_timestamp_seconds",)
+_ANNOUNCED = (
+    "clerk_sync_reconcile_last_success_timestamp_seconds",
+    "clerk_sync_stale_deliveries",  # issue 35: the stale-delivery sweeper's gauge
+)
 
 # Removed before looking for metric names: strings, label matchers, ranges and subqueries,
 # grouping clauses. What is left that looks like a name and is not a call or keyword is a metric.

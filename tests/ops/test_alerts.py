@@ -25,6 +25,7 @@ ALERTS = (
     "ClerkSyncHandlerFailureRatio",
     "ClerkSyncHighP99Latency",
     "ClerkSyncMongoDBDown",
+    "ClerkSyncStaleDeliveries",
     "ClerkSyncDeliveryLag",
     "ClerkSyncReconcileStale",
 )

@@ -535,6 +535,28 @@ def test_notes_give_the_webhook_url_for_clerk(rendered: dict[str, Rendered]) -> 
     assert f"https://{host}/hooks/clerk" in rendered["full"].notes
 
 
+def test_notes_warn_while_the_session_token_issuer_or_parties_are_unset(
+    rendered: dict[str, Rendered],
+) -> None:
+    """With config.issuer and config.authorizedParties unset NOTES names both settings; with
+    one set only the other; with both set (here or in extraEnv) there is no warning."""
+    notes = rendered["defaults"].notes
+    assert "WARNING: session tokens" in notes
+    assert "config.issuer (CLERK_ISSUER) is not set" in notes
+    assert "config.authorizedParties (CLERK_AUTHORIZED_PARTIES) is not set" in notes
+    assert "WARNING: session tokens" not in rendered["full"].notes
+    issuer_only = {**REQUIRED, "config": {"issuer": "https://clerk.example.com"}}
+    [only] = [v for k, v in render(issuer_only).items() if k.endswith("NOTES.txt")]
+    assert "CLERK_ISSUER) is not set" not in only
+    assert "CLERK_AUTHORIZED_PARTIES) is not set" in only
+    from_env = {
+        **REQUIRED,
+        "extraEnv": {"CLERK_ISSUER": "https://c.example", "CLERK_AUTHORIZED_PARTIES": "https://a"},
+    }
+    [quiet] = [v for k, v in render(from_env).items() if k.endswith("NOTES.txt")]
+    assert "WARNING: session tokens" not in quiet
+
+
 def test_autoscaling_replaces_the_fixed_replica_count(rendered: dict[str, Rendered]) -> None:
     """With autoscaling on, an autoscaling/v2 HPA targets the Deployment, which sets no replicas."""
     full = rendered["full"]
@@ -726,6 +748,18 @@ def test_schema_requires_mongodb_url_unless_an_existing_secret_is_named() -> Non
     assert "/secrets/mongodbUrl" in message
     assert "/existingSecret" in message
     assert "webhookSigningSecret" not in message
+
+
+@pytest.mark.parametrize(
+    "url", ["   ", "mongodb://", "mongodb:// ", "mongodb://mongodb:27017\n", " mongodb://mongodb"]
+)
+def test_schema_refuses_a_blank_or_blank_padded_mongodb_url(url: str) -> None:
+    """A MONGODB_URL of spaces, with nothing after the scheme, or with a blank in it (a value
+    read from a file keeps its newline) stops rendering at /secrets/mongodbUrl: a pod given one
+    would refuse to start, or reach no server."""
+    message = render_error({"secrets": {**REQUIRED["secrets"], "mongodbUrl": url}})
+    assert "values don't meet the specifications of the schema" in message
+    assert "/secrets/mongodbUrl" in message
 
 
 def test_schema_requires_the_webhook_signing_secret_unless_an_existing_secret_is_named() -> None:

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 SKAFFOLD = REPO_ROOT / "skaffold.yaml"
 SKAFFOLD_SCHEMA = REPO_ROOT / "tests" / "ops" / "schemas" / "skaffold-v4beta13.json"
-BUILT_IN_PLUGINS = ("users", "sessions", "organizations")
+BUILT_IN_PLUGINS = ("users", "sessions", "organizations", "billing")
 
 
 # ---- Dockerfile ------------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_extra_requirements_and_wheelhouse_are_declared_in_the_runtime_stage() -
     assert arguments(stages()[0], "ARG") == ['WHEELHOUSE=""']
 
 
-BUILDER_TARGETS = [". plugins/users plugins/sessions plugins/organizations"]
+BUILDER_TARGETS = [". plugins/users plugins/sessions plugins/organizations plugins/billing"]
 
 
 def test_builder_without_wheelhouse_resolves_from_the_index(builder_wheels: StageScript) -> None:

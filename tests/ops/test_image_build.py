@@ -54,8 +54,14 @@ WHEELHOUSES = tools_cache() / "image-build"
 STALE_SECONDS = 7 * 24 * 3600
 WHEELHOUSE = "wheelhouse"
 #: Distributions the Dockerfile builds from the repository itself (the rest come as wheels).
-BUILT_HERE = ("clerk-sync", "clerk-sync-users", "clerk-sync-sessions", "clerk-sync-organizations")
-BUILT_IN_PLUGINS = ("users", "sessions", "organizations")
+BUILT_HERE = (
+    "clerk-sync",
+    "clerk-sync-users",
+    "clerk-sync-sessions",
+    "clerk-sync-organizations",
+    "clerk-sync-billing",
+)
+BUILT_IN_PLUGINS = ("users", "sessions", "organizations", "billing")
 AUDIT_LOG_PROJECT = tomllib.loads((REPO_ROOT / "plugins/audit-log/pyproject.toml").read_text())
 AUDIT_LOG = f"{AUDIT_LOG_PROJECT['project']['name']}=={AUDIT_LOG_PROJECT['project']['version']}"
 BUILD_TIMEOUT = 1800

@@ -58,10 +58,12 @@ def read_answer(sock: socket.socket) -> bytes:
 def send_chunked_oversize(port: int) -> tuple[int | None, int]:
     """Stream a chunked body (no Content-Length) far over the limit; return status, bytes sent."""
     sock = connect(port, 30)
+    # plausible headers (a current timestamp), so that only the body's size can refuse it
     head = (
         b"POST /webhooks/clerk HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-        b"content-type: application/json\r\nsvix-id: msg_x\r\nsvix-timestamp: 1\r\n"
-        b"svix-signature: v1,AAAA\r\n\r\n"
+        b"content-type: application/json\r\nsvix-id: msg_x\r\n"
+        + f"svix-timestamp: {int(time.time())}\r\n".encode()
+        + b"svix-signature: v1,AAAA\r\n\r\n"
     )
     chunk = f"{CHUNK:x}\r\n".encode() + b"a" * CHUNK + b"\r\n"
     sent = 0

@@ -45,19 +45,28 @@ def main() -> None:
     type=click.Choice(["granian", "hypercorn"]),
     help="HTTP server to run the app under.",
 )
-def serve(host: str, port: int, workers: int, server_name: str) -> None:
+@click.option(
+    "--dev",
+    is_flag=True,
+    help="Development mode when MONGODB_URL is unset (as CLERK_SYNC_DEV=1 does).",
+)
+def serve(host: str, port: int, workers: int, server_name: str, dev: bool) -> None:
     """Serve the webhook receiver, probes, metrics and read API.
 
-    Without MONGODB_URL this is development mode: an embedded store in CLERK_SYNC_DATA_DIR,
-    a development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset,
-    and a banner on stderr saying what to type next.
+    MONGODB_URL is required, unless development mode is chosen (--dev, CLERK_SYNC_DEV=1, or
+    `make run`): then, with MONGODB_URL unset, an embedded store in CLERK_SYNC_DATA_DIR, a
+    development signing secret made there once when CLERK_WEBHOOK_SIGNING_SECRET is unset, and
+    a banner on stderr saying what to type next. With MONGODB_URL set, --dev changes nothing.
 
-    Exit status: 0 after a clean stop, 2 for bad configuration or a port in use.
+    Exit status: 0 after a clean stop, 2 for bad configuration (MONGODB_URL unset or blank
+    without development mode) or a port in use.
     """
     from clerk_sync.cli.server import SERVERS, run
 
     settings = settings_or_exit()
     server = next(name for name in SERVERS if name == server_name)
+    if dev:
+        settings = settings.model_copy(update={"clerk_sync_dev": True})
     try:
         code = run(settings, host=host, port=port, workers=workers, server=server)
     except ClerkSyncError as error:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 STATUSES = ("processing", "processed", "failed", "ignored", "rejected")
 _SUMMARY_FIELDS = ("type", "status", "attempts", "received_at", "last_attempt_at", "handlers")
 _HIDDEN = ("lease_token",)
+REDACTED_NOTE = (
+    "yes: its message, subject and template data were removed before it was stored "
+    "(one-time codes); only Svix can resend it"
+)
 
 
 @click.group()
@@ -134,6 +138,7 @@ def show_event(svix_id: str, as_json: bool) -> None:
         return
     payload = shown.pop("payload", None)
     handlers = shown.pop("handlers", None) or {}
+    redacted = shown.pop("redacted", None) is True
     for key, value in shown.items():
         click.echo(f"{key + ':':<17} {_when(value) if isinstance(value, datetime) else value}")
     click.echo("handlers:" + ("" if handlers else " -"))
@@ -142,6 +147,8 @@ def show_event(svix_id: str, as_json: bool) -> None:
             f"  {key:<32} {outcome.get('status', '-'):<8} {_when(outcome.get('at'))}  "
             f"{outcome.get('error') or ''}".rstrip()
         )
+    if redacted:
+        click.echo(f"{'redacted:':<17} {REDACTED_NOTE}")
     click.echo("payload:")
     click.echo(_pretty(payload))
 

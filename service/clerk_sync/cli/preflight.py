@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from clerk_sync.settings import Settings
 
 MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+#: why `serve` refuses to start with no MONGODB_URL when development mode was not chosen
+NO_MONGODB_URL = (
+    "invalid configuration: MONGODB_URL: not set (or blank): set it to your MongoDB server's "
+    "mongodb:// URL, or choose development mode with its embedded store "
+    "(clerk-sync serve --dev, make run, or CLERK_SYNC_DEV=1)"
+)
 
 
 def refusals(settings: Settings) -> list[PluginRecord]:
@@ -31,6 +37,19 @@ def refusals(settings: Settings) -> list[PluginRecord]:
     except PluginError as error:
         raise PluginError(f"CLERK_SYNC_REQUIRED_PLUGINS: {error}") from error
     return records
+
+
+def development_chosen(settings: Settings) -> bool:
+    """Whether `serve` runs development mode: only with no MONGODB_URL *and* it chosen.
+
+    A blank MONGODB_URL (a Secret with a misnamed key, a value of spaces) counts as unset, and
+    without `--dev` or CLERK_SYNC_DEV=1 that is a refusal, never an embedded store in production.
+    """
+    if settings.mongodb_url is not None:
+        return False
+    if not settings.clerk_sync_dev:
+        raise ConfigError(NO_MONGODB_URL)
+    return True
 
 
 def check_mongodb_url(settings: Settings) -> None:

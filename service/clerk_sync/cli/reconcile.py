@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 @click.option("--users", is_flag=True, help="Reconcile users.")
 @click.option("--organizations", is_flag=True, help="Reconcile organizations.")
 @click.option("--memberships", is_flag=True, help="Reconcile organization memberships.")
+@click.option("--roles", is_flag=True, help="Reconcile organization roles.")
+@click.option("--permissions", is_flag=True, help="Reconcile organization permissions.")
+@click.option("--domains", is_flag=True, help="Reconcile organization domains.")
 @click.option(
     "--since",
     type=Since(),
@@ -62,6 +65,9 @@ def reconcile(
     users: bool,
     organizations: bool,
     memberships: bool,
+    roles: bool,
+    permissions: bool,
+    domains: bool,
     since: datetime | None,
     dry_run: bool,
     as_json: bool,
@@ -73,12 +79,12 @@ def reconcile(
 ) -> None:
     """Page through Clerk's Backend API and apply every object as a webhook would.
 
-    Without a resource flag all three are reconciled. Objects gone from Clerk are tombstoned
+    Without a resource flag all of them are reconciled. Objects gone from Clerk are tombstoned
     after a complete listing only. Exits 1 when a listing stayed incomplete or objects failed.
     """
     from clerk_sync.reconcile import RESOURCES, Options, iter_lines
 
-    flags = (users, organizations, memberships)
+    flags = (users, organizations, memberships, roles, permissions, domains)
     chosen = tuple(name for name, wanted in zip(RESOURCES, flags, strict=True) if wanted)
     interactive = sys.stderr.isatty() and not as_json
     options = Options(

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from clerk_sync.webhooks.answers import Answer
 
 REPLAYABLE = ("failed", "processing")
+#: what `Receiver.replay` answers for a delivery stored redacted
+REFUSED_STATUS = 410
 STALE = "stale"
 PROGRESS_FROM = 20
 
@@ -50,6 +52,7 @@ class Tally:
     processed: int = 0
     failed: int = 0
     skipped: int = 0
+    refused: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, svix_id: str, answer: Answer) -> dict[str, Any]:
@@ -61,12 +64,20 @@ class Tally:
         return result
 
     def as_dict(self) -> dict[str, Any]:
-        counts = {"processed": self.processed, "failed": self.failed, "skipped": self.skipped}
+        counts = {
+            "processed": self.processed,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "refused": self.refused,
+        }
         return {**counts, "deliveries": self.results}
 
 
 def classify(answer: Answer) -> str:
-    """`processed`; `skipped` when there was nothing to do (done, ignored, busy); else `failed`."""
+    """`processed`; `skipped` when there was nothing to do (done, ignored, busy); `refused` for a
+    delivery stored redacted (only Svix can resend it); else `failed`."""
+    if answer.status == REFUSED_STATUS:
+        return "refused"
     if answer.outcome == "processed":
         return "processed"
     if answer.outcome in ("duplicate", "ignored", "in_progress"):
@@ -176,10 +187,14 @@ def replay_events(
         echo_json(tally.as_dict())
     else:
         _print_tally(tally, single=svix_id is not None)
-    sys.exit(FAILED if tally.failed else OK)
+    sys.exit(FAILED if tally.failed or tally.refused else OK)
 
 
 def _print_tally(tally: Tally, *, single: bool) -> None:
+    if single and tally.refused:  # one line: why, and who can resend it
+        result = tally.results[0]
+        click.echo(f"{result['svix_id']}: refused: {result['answer']}", err=True)
+        return
     for result in tally.results:
         if single or result["result"] != "processed":
             errors = "; ".join(result.get("errors", [])) or result["answer"]
@@ -187,4 +202,5 @@ def _print_tally(tally: Tally, *, single: bool) -> None:
     click.echo(
         f"replayed {len(tally.results)}: {tally.processed} processed, "
         f"{tally.failed} failed, {tally.skipped} skipped"
+        + (f", {tally.refused} refused (stored redacted)" if tally.refused else "")
     )

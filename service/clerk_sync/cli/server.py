@@ -1,5 +1,5 @@
-"""Running the app under granian (the default) or hypercorn, with the embedded store when
-MONGODB_URL is unset."""
+"""Running the app under granian (the default) or hypercorn, with the embedded store in
+development mode."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from clerk_sync.cli import devmode
 from clerk_sync.cli.drain import Backend, ServeConfig, serve
-from clerk_sync.cli.preflight import refusals
+from clerk_sync.cli.preflight import development_chosen, refusals
 from clerk_sync.errors import ConfigError
 from clerk_sync.observability.logs import make_logger
 from clerk_sync.settings import Settings
@@ -66,9 +66,10 @@ def run(
     """Refuse what `check` refuses, start the store if needed, then serve."""
     log = make_logger(settings.log_level, settings.log_format)
     refusals(settings)
+    development = development_chosen(settings)
     port = bindable_port(host, port)
     with ExitStack() as stack:
-        if settings.mongodb_url is None:
+        if development:
             development_mode(stack, settings, log, client_url(host, port))
         if workers > 1:
             stack.enter_context(_multiprocess_metrics())

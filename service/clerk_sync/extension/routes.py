@@ -97,6 +97,8 @@ def _probes(routes: Blueprint, runtime: Runtime) -> None:
             reasons.append("mongodb: no answer to ping within 1 s")
         elif not runtime.indexes_ready:
             reasons.append("mongodb: indexes not created yet")
+        if not runtime.receiver.keys:
+            reasons.append(probes.NO_SECRET)
         failed = [r.name for r in runtime.records if r.status == "failed"]
         if reasons:
             return json_response(

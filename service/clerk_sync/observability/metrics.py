@@ -112,6 +112,12 @@ class Metrics:
             registry=own,
             multiprocess_mode="livemin",
         )
+        self.stale_deliveries = Gauge(
+            "clerk_sync_stale_deliveries",
+            "Deliveries left processing with an expired lease, after the last stale sweep.",
+            registry=own,
+            multiprocess_mode="livemax",
+        )
         self.plugin_info = Gauge(
             "clerk_sync_plugin_info",
             "Discovered plugins with their version and load status.",

@@ -9,6 +9,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+#: the reason `/readyz` gives while no signing secret is set: every webhook would answer 503
+NO_SECRET = "CLERK_WEBHOOK_SIGNING_SECRET: not set, every webhook is refused with 503"  # noqa: S105
+
 
 class _Answer(BaseModel):
     model_config = ConfigDict(frozen=True)

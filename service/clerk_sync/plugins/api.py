@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 #: The Backend API resources `clerk-sync reconcile` lists, in the order it reconciles them.
-RECONCILABLE: tuple[str, ...] = ("users", "organizations", "memberships")
+RECONCILABLE: tuple[str, ...] = (
+    "users",
+    "organizations",
+    "memberships",
+    "roles",
+    "permissions",
+    "domains",
+)
 
 
 @dataclass(frozen=True, slots=True)

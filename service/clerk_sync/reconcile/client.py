@@ -28,6 +28,8 @@ from clerk_backend_api.models import (
 )
 from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 
+from clerk_sync.reconcile import catalog
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -39,6 +41,14 @@ type Page = tuple[list[dict[str, Any]], int | None]
 # users list that is the SDK's business, not the operator's
 warnings.filterwarnings(
     "ignore", category=DeprecationWarning, module=r"clerk_backend_api\.utils\.queryparams"
+)
+# and its OrganizationDomain model builds a deprecated class (the `verification` alias) whenever
+# a domain is read
+warnings.filterwarnings(
+    "ignore",
+    message=r"warning: \*\* DEPRECATED \*\*",
+    category=DeprecationWarning,
+    module=r"pydantic\.main",
 )
 MAX_PAGE_SIZE = 500
 
@@ -125,6 +135,11 @@ class ClerkClient:
         self.requests = 0
         self.rate_limited = 0
 
+    @property
+    def sdk(self) -> Clerk:
+        """The SDK, for the listings of `clerk_sync.reconcile.catalog`."""
+        return self._sdk
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -162,7 +177,7 @@ class ClerkClient:
             return self._backoff(attempts.failed(f"HTTP {status} after {tries} tries", error))
         raise ReconcileError(f"{attempts.what}: HTTP {status}") from error
 
-    async def _listing[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    async def listing[T](self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
         """A list call: a 404 means a wrong `CLERK_API_URL`, never an empty list (an empty
         listing taken as complete would tombstone everything)."""
         listed = await self.call(what, operation)
@@ -174,24 +189,26 @@ class ClerkClient:
         """One page of a resource's list, oldest first: the objects and `total_count` when the
         endpoint gives one (the users list does not)."""
         order = "+created_at"  # new objects append at the end, so offsets stay valid
+        if resource in catalog.RESOURCES:
+            return await catalog.page(self, resource, offset=offset, limit=limit)
         listed: Organizations | OrganizationMemberships
         if resource == "users":
-            users = await self._listing(
+            users = await self.listing(
                 "GET /v1/users",
                 lambda: self._sdk.users.list_async(
                     request={"limit": limit, "offset": offset, "order_by": order}
                 ),
             )
-            return [_json(user) for user in users], None
+            return [json_of(user) for user in users], None
         if resource == "organizations":
-            listed = await self._listing(
+            listed = await self.listing(
                 "GET /v1/organizations",
                 lambda: self._sdk.organizations.list_async(
                     limit=limit, offset=offset, order_by=order
                 ),
             )
         elif resource == "memberships":
-            listed = await self._listing(
+            listed = await self.listing(
                 "GET /v1/organization_memberships",
                 lambda: self._sdk.users.get_instance_organization_memberships_async(
                     limit=limit, offset=offset, order_by=order
@@ -199,7 +216,7 @@ class ClerkClient:
             )
         else:
             raise ValueError(f"unknown resource {resource!r}")
-        return [_json(item) for item in listed.data], listed.total_count
+        return [json_of(item) for item in listed.data], listed.total_count
 
     async def current(self, resource: str, doc: Mapping[str, Any]) -> dict[str, Any] | None:
         """The Clerk object a stored document projects, None when Clerk says it is gone."""
@@ -207,6 +224,8 @@ class ClerkClient:
             return await self.user(doc["clerk_id"])
         if resource == "organizations":
             return await self.organization(doc["clerk_id"])
+        if resource in catalog.RESOURCES:
+            return await catalog.current(self, resource, doc)
         organization_id, user_id = doc.get("organization_id"), doc.get("user_id")
         if not isinstance(organization_id, str) or not isinstance(user_id, str):
             return None
@@ -216,14 +235,14 @@ class ClerkClient:
         found = await self.call(
             f"GET /v1/users/{user_id}", lambda: self._sdk.users.get_async(user_id=user_id)
         )
-        return None if found is None else _json(found)
+        return None if found is None else json_of(found)
 
     async def organization(self, organization_id: str) -> dict[str, Any] | None:
         found = await self.call(
             f"GET /v1/organizations/{organization_id}",
             lambda: self._sdk.organizations.get_async(organization_id=organization_id),
         )
-        return None if found is None else _json(found)
+        return None if found is None else json_of(found)
 
     async def membership(
         self, organization_id: str, user_id: str, membership_id: str
@@ -235,11 +254,11 @@ class ClerkClient:
                 organization_id=organization_id, user_id=[user_id], limit=MAX_PAGE_SIZE
             ),
         )
-        items = [] if found is None else [_json(m) for m in found.data]
+        items = [] if found is None else [json_of(m) for m in found.data]
         return next((item for item in items if item.get("id") == membership_id), None)
 
 
-def _json(model: BaseModel) -> dict[str, Any]:
+def json_of(model: BaseModel) -> dict[str, Any]:
     """An SDK model as the JSON object Clerk sent (the shape webhooks deliver)."""
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
     return dumped

@@ -59,6 +59,14 @@ class UnknownDelivery(_Body):
     svix_id: str
 
 
+class RedactedDelivery(_Body):
+    """`clerk-sync events replay` of a delivery stored redacted (not an HTTP answer): its secrets
+    were never stored, so only Svix can resend it."""
+
+    error: str = "delivery was stored redacted (secrets removed): only Svix can resend it"
+    svix_id: str
+
+
 class Unavailable(_Body):
     """MongoDB unreachable, or no signing secret configured."""
 
@@ -72,13 +80,18 @@ RESPONSES: dict[int, tuple[str, type[BaseModel]]] = {
     202: ("Signed, but not a Clerk envelope: recorded as rejected.", DeliveryRejected),
     400: ("Svix headers missing or malformed.", Error),
     401: ("Signature or timestamp did not verify.", Error),
+    408: ("The whole body did not arrive within CLERK_SYNC_BODY_TIMEOUT seconds.", Error),
     409: ("Being processed right now by another request.", DeliveryBusy),
     413: ("Body larger than CLERK_SYNC_MAX_BODY_BYTES.", Error),
     500: (
         "A handler failed or timed out (`status: failed`), or an internal error; Svix retries.",
         DeliveryFailed,
     ),
-    503: ("MongoDB unreachable (with Retry-After), or no signing secret configured.", Unavailable),
+    503: (
+        "MongoDB unreachable, no signing secret configured, or the bodies being read "
+        "at once fill CLERK_SYNC_BODY_BUFFER_BYTES; with Retry-After.",
+        Unavailable,
+    ),
 }
 
 

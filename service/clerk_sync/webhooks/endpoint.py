@@ -1,9 +1,12 @@
 """`POST /webhooks/clerk` (CLERK_SYNC_WEBHOOK_PATH) as a plain ASGI endpoint in front of Quart.
 
-The webhook is the hot path and needs nothing from a web framework: read at most the configured
-number of bytes, hand them and the headers to the `Receiver`, send its small JSON answer. Doing
-that here refuses an oversize body before anything is buffered (Quart queues every chunk of a
-request without bound) and skips Quart's request and response objects on every delivery. Every
+The webhook is the hot path and needs nothing from a web framework: refuse what can be refused
+before the body (`Intake`: size, Svix headers, secret, timestamp, bodies being read), read at
+most the configured number of bytes within the body deadline, hand them and the headers to the
+`Receiver`, send its small JSON answer. Doing that here refuses an oversize body before anything
+is buffered (Quart queues every chunk of a request without bound) and skips Quart's request and
+response objects on every delivery. A request refused before its body was read whole is
+answered with `Connection: close`: the rest of its body is never read. Every
 other request, other methods on the webhook path included, goes to Quart. Mounted under a prefix
 (Starlette's `Mount`, an ASGI `root_path`), the path is matched below that prefix, as Quart does.
 """
@@ -15,8 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from clerk_sync.errors import PayloadTooLarge
+from clerk_sync.errors import DeliveryError
 from clerk_sync.webhooks.answers import Answer, Error
+from clerk_sync.webhooks.intake import Intake
 
 if TYPE_CHECKING:
     from clerk_sync.webhooks.pipeline import Receiver
@@ -41,6 +45,7 @@ class WebhookEndpoint:
         self, app: ASGIApp, receiver: Receiver, limit: int, path: str = WEBHOOK_PATH
     ) -> None:
         self.app, self.receiver, self.limit, self.path = app, receiver, limit, path
+        self.intake = Intake(receiver, limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _below_root(scope) != self.path:
@@ -52,33 +57,12 @@ class WebhookEndpoint:
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
-        body = await self._read(headers, receive)
-        if body is None:
-            answer = self.receiver.reject_early(
-                PayloadTooLarge("body exceeds CLERK_SYNC_MAX_BODY_BYTES")
-            )
-            await _respond(send, answer, close=True)  # the rest of the body is never read
+        try:
+            body = await self.intake.read(headers, receive)
+        except DeliveryError as error:
+            await _respond(send, self.receiver.reject_early(error), close=True)
             return
         await _respond(send, await self.receiver.receive(body, headers))
-
-    async def _read(self, headers: dict[str, str], receive: Receive) -> bytes | None:
-        """The whole body, or None as soon as it is known to exceed the limit."""
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.limit:
-            return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away
-                return b"".join(chunks)
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
 
 
 def _below_root(scope: Scope) -> str | None:

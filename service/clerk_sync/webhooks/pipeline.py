@@ -17,6 +17,7 @@ from clerk_sync.errors import DeliveryError, NotConfigured, PayloadTooLarge, Sto
 from clerk_sync.events import Event, NotAnEnvelope, metric_event_type, parse_envelope
 from clerk_sync.plugins import Router
 from clerk_sync.storage.claims import claimable
+from clerk_sync.storage.redaction import REDACTED, is_secret, redact, secret_body
 from clerk_sync.storage.store import TERMINAL
 from clerk_sync.webhooks.answers import (
     Answer,
@@ -25,6 +26,7 @@ from clerk_sync.webhooks.answers import (
     DeliveryFailed,
     DeliveryRejected,
     Error,
+    RedactedDelivery,
     Unavailable,
     UnknownDelivery,
 )
@@ -98,7 +100,7 @@ class Receiver:
         try:
             answer = await self._receive(body, headers, delivery)
         except DeliveryError as error:
-            answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
+            answer = Answer.of(error.status, Error(error=str(error)), error.outcome, error.headers)
         except StoreUnavailable as error:
             self.metrics.mongodb_up.set(0)
             self.log.warning("store_unavailable", svix_id=delivery.svix_id, error=str(error))
@@ -117,7 +119,7 @@ class Receiver:
 
     def reject_early(self, error: DeliveryError) -> Answer:
         """Answer and count an error found before the body was read (e.g. 413)."""
-        answer = Answer.of(error.status, Error(error=str(error)), error.outcome)
+        answer = Answer.of(error.status, Error(error=str(error)), error.outcome, error.headers)
         self._observe(answer, Delivery(svix_id=""), 0.0)
         return answer
 
@@ -132,6 +134,8 @@ class Receiver:
             if stored is None:
                 missing = UnknownDelivery(error="no such delivery", svix_id=svix_id)
                 return Answer.of(404, missing, "bad_request")
+            if stored.get("redacted") is True:
+                return Answer.of(410, RedactedDelivery(svix_id=svix_id), "bad_request")
             payload = stored.get("payload")
             if not isinstance(payload, dict):
                 return self._existing(stored, d)
@@ -169,9 +173,10 @@ class Receiver:
             payload: object = body.decode("utf-8")
         except UnicodeDecodeError:
             payload = Binary(body)
-        before = await self._claim(
-            d, "rejected", now, {"payload": payload, "type": d.event_type, "error": reason}
-        )
+        record = {"payload": payload, "type": d.event_type, "error": reason}
+        if is_secret(d.event_type) or secret_body(body):
+            record |= {"payload": REDACTED, "redacted": True}
+        before = await self._claim(d, "rejected", now, record)
         if before is not None:
             return self._existing(before, d)
         rejected = DeliveryRejected(status="rejected", svix_id=d.svix_id, reason=reason)
@@ -187,12 +192,14 @@ class Receiver:
             )
         event = Event.from_envelope(envelope, d.svix_id)
         subs = self.router.handlers_for(event.type)
-        on_insert = {
+        on_insert: dict[str, Any] = {
             "type": event.type,
             "payload": envelope,
             "event_timestamp": event.timestamp,
             "instance_id": event.instance_id,
         }
+        if is_secret(event.type):  # the handlers still get the whole event
+            on_insert |= {"payload": redact(envelope), "redacted": True}
         if observe_lag and event.timestamp is not None:
             self.metrics.delivery_lag.observe(max(0.0, now - event.timestamp.timestamp()))
         if not subs:

@@ -1,4 +1,5 @@
-"""Built-in plugin `organizations`: organizations, memberships and invitations in MongoDB."""
+"""Built-in plugin `organizations`: organizations, memberships, invitations, roles, permissions
+and organization domains in MongoDB."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ from typing import TYPE_CHECKING, Any
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import tombstone, upsert_if_newer
+from clerk_sync_organizations import catalog
+from clerk_sync_organizations.access import (
+    DOMAIN_CLEARED,
+    PERMISSION_CLEARED,
+    ROLE_CLEARED,
+    project_domain,
+    project_permission,
+    project_role,
+)
 from clerk_sync_organizations.fields import (
     MEMBERSHIP_CLEARED,
     ORGANIZATION_CLEARED,
@@ -15,17 +25,41 @@ from clerk_sync_organizations.fields import (
     project_membership,
     project_organization,
 )
-from clerk_sync_organizations.models import Invitation, Membership, Organization
+from clerk_sync_organizations.models import (
+    Invitation,
+    Membership,
+    Organization,
+    OrganizationDomain,
+    Permission,
+    Role,
+)
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection
 
-__all__ = ["Invitation", "Membership", "Organization", "plugin"]
+__all__ = [
+    "Invitation",
+    "Membership",
+    "Organization",
+    "OrganizationDomain",
+    "Permission",
+    "Role",
+    "plugin",
+]
 
 #: The `users` plugin's collection: read (never written) to follow a user's deletion.
 USERS = "users"
 
-plugin = Plugin("organizations", models=[Organization, Membership, Invitation])
+plugin = Plugin(
+    "organizations",
+    models=[Organization, Membership, Invitation, Role, Permission, OrganizationDomain],
+)
+plugin.on("role.created", "role.updated")(catalog.upsert_role)
+plugin.on("role.deleted")(catalog.delete_role)
+plugin.on("permission.created", "permission.updated")(catalog.upsert_permission)
+plugin.on("permission.deleted")(catalog.delete_permission)
+plugin.on("organizationDomain.created", "organizationDomain.updated")(catalog.upsert_domain)
+plugin.on("organizationDomain.deleted")(catalog.delete_domain)
 
 type Collection = AsyncIOMotorCollection[dict[str, Any]]
 
@@ -40,6 +74,16 @@ plugin.reconciler(
     cleared=MEMBERSHIP_CLEARED,
     parents={"organization_id": "organizations", "user_id": USERS},
 )(project_membership)
+plugin.reconciler("roles", collection="roles", cleared=ROLE_CLEARED)(project_role)
+plugin.reconciler("permissions", collection="permissions", cleared=PERMISSION_CLEARED)(
+    project_permission
+)
+plugin.reconciler(
+    "domains",
+    collection="organization_domains",
+    cleared=DOMAIN_CLEARED,
+    parents={"organization_id": "organizations"},
+)(project_domain)
 
 
 def _required_id(event: Event) -> str:
@@ -64,7 +108,8 @@ async def upsert_organization(event: Event, ctx: Context[None]) -> None:
 
 @plugin.on("organization.deleted")
 async def delete_organization(event: Event, ctx: Context[None]) -> None:
-    """Leave a cleared tombstone of the organization and mark all its memberships deleted."""
+    """Leave a cleared tombstone of the organization and mark its memberships and domains
+    deleted."""
     organizations = ctx.engine.get_collection(Organization)
     clerk_id = await _organization_id(organizations, event.data)
     if clerk_id is None:
@@ -84,7 +129,13 @@ async def delete_organization(event: Event, ctx: Context[None]) -> None:
         cleared=MEMBERSHIP_CLEARED,
         many=True,
     )
-    ctx.log.info("organization_deleted", clerk_id=clerk_id, memberships_changed=changed)
+    domains = await catalog.tombstone_domains_of(ctx, clerk_id, event)
+    ctx.log.info(
+        "organization_deleted",
+        clerk_id=clerk_id,
+        memberships_changed=changed,
+        domains_changed=domains,
+    )
 
 
 async def _organization_id(organizations: Collection, data: dict[str, Any]) -> str | None:

@@ -60,3 +60,55 @@ class Invitation(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+
+
+class Role(Model):
+    """One organization role (`org:admin`, custom ones) with the keys of its permissions."""
+
+    model_config = {"collection": "roles"}  # noqa: RUF012 - see above
+
+    clerk_id: str = Field(unique=True)
+    key: str | None = Field(default=None, index=True)
+    name: str | None = None
+    description: str | None = None
+    is_creator_eligible: bool | None = None
+    permissions: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None
+
+
+class Permission(Model):
+    """One permission (`system` or `custom`) that roles carry."""
+
+    model_config = {"collection": "permissions"}  # noqa: RUF012 - see above
+
+    clerk_id: str = Field(unique=True)
+    key: str | None = Field(default=None, index=True)
+    name: str | None = None
+    description: str | None = None
+    type: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None
+
+
+class OrganizationDomain(Model):
+    """A domain an organization claims, or its tombstone."""
+
+    model_config = {"collection": "organization_domains"}  # noqa: RUF012 - see above
+
+    clerk_id: str = Field(unique=True)
+    organization_id: str | None = Field(default=None, index=True)
+    name: str | None = Field(default=None, index=True)
+    enrollment_mode: str | None = None
+    verification: dict[str, Any] | None = None
+    affiliation_email_address: str | None = None
+    total_pending_invitations: int | None = None
+    total_pending_suggestions: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None

@@ -1,4 +1,5 @@
-"""Built-in plugin `users`: Clerk users projected into the `users` collection."""
+"""Built-in plugin `users`: Clerk users projected into the `users` collection, with the
+application's invitations and waitlist (`clerk_sync_users.invites`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from odmantic import Field, Model
 from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import dict_or_empty, str_or_none, tombstone, upsert_if_newer
+from clerk_sync_users.invites import (
+    AppInvitation,
+    WaitlistEntry,
+    upsert_app_invitation,
+    upsert_waitlist_entry,
+)
 
 
 class User(Model):
@@ -58,7 +65,9 @@ SCRUBBED: dict[str, Any] = {
     "updated_at": None,
 }
 
-plugin = Plugin("users", models=[User])
+plugin = Plugin("users", models=[User, AppInvitation, WaitlistEntry])
+plugin.on("invitation.*")(upsert_app_invitation)
+plugin.on("waitlistEntry.*")(upsert_waitlist_entry)
 
 
 def _primary(items: object, primary_id: object, value_key: str) -> str | None:
