@@ -29,6 +29,7 @@ SHARED_FIXTURE_MODULES = frozenset(
         "tests/reliability/test_group_commit_crash.py",
         "tests/reliability/test_soak_and_outage.py",  # the soak's own pair
         "tests/reliability/test_limits.py",  # one server, probed with slow clients
+        "tests/reliability/test_body_attacks.py",  # one server, flooded
         "tests/test_docs_commands.py",  # the documented commands' environment
     }
 )

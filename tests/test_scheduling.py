@@ -34,6 +34,17 @@ def test_every_listed_module_and_test_exists() -> None:
         assert not name or f"def {name}(" in (ROOT / path).read_text(), entry
 
 
+def test_every_test_module_with_a_module_fixture_is_one_unit() -> None:
+    """A new module-scoped fixture outside SHARED_FIXTURE_MODULES would be made once per
+    worker that runs one of its tests."""
+    with_module_fixture = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "tests").rglob("test_*.py")
+        if re.search(r'@pytest\.fixture\(scope="module"', path.read_text())
+    }
+    assert with_module_fixture <= SHARED_FIXTURE_MODULES
+
+
 def test_under_xdist_a_shared_fixture_module_runs_in_one_worker_and_others_spread() -> None:
     """The real scheduler: `pytest -n 2` as `make test` runs it, over a module with a shared
     fixture (the dashboard) and one without (the signature check)."""
