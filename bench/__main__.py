@@ -55,10 +55,17 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--clerk-sync-server",
-        choices=("hypercorn", "uvicorn"),
+        choices=("granian", "hypercorn", "uvicorn"),
+        default="granian",
+        help="granian: `clerk-sync serve` as shipped; hypercorn: `serve --server hypercorn`; "
+        "uvicorn: the same app under bench/serve_uvicorn.py (uvloop, httptools)",
+    )
+    parser.add_argument(
+        "--compare-server",
+        choices=("none", "granian", "hypercorn", "uvicorn"),
         default="hypercorn",
-        help="hypercorn: `clerk-sync serve` as shipped; uvicorn: the same app under "
-        "bench/serve_uvicorn.py (uvloop, httptools), to measure a server switch",
+        help="also run clerk-sync under this HTTP server in the same rounds (its latency "
+        "target compares with it); none: only clerk-sync and the peer",
     )
     parser.add_argument("--commands", type=int, default=2000, help="driver: per client and round")
     parser.add_argument("--output", type=Path, help="markdown file (default: dated, in results/)")
@@ -115,6 +122,7 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
             mongodb_url=mongodb_url,
             memory=memory,
             http_server=args.clerk_sync_server,
+            compare=_compared(args),
             progress=_log,
         )
         result.commands = macro.count_commands(
@@ -134,6 +142,7 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
         command=shlex.join(["python", "-m", "bench", *argv]),
         store=_store_description(mongodb_url, memory),
         http_server=args.clerk_sync_server,
+        compare=_compared(args),
         rounds=args.rounds,
         deliveries=args.deliveries,
         levels=levels,
@@ -151,6 +160,11 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
     output.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
     _log(f"wrote {output} and {output.with_suffix('.json').name}")
     return text
+
+
+def _compared(args: argparse.Namespace) -> str | None:
+    name: str = args.compare_server
+    return None if name in ("none", args.clerk_sync_server) else name
 
 
 def previous_results(folder: Path, run: report.Run) -> report.Baseline | None:

@@ -163,9 +163,11 @@ def start_pair(
     counts: dict[str, Path] | None = None,
     *,
     memory: bool = False,
-    http_server: str = "hypercorn",
+    http_server: str = "granian",
+    compare: str | None = None,
 ) -> dict[str, Target]:
-    """clerk-sync and the peer, started, each with a client on its own database.
+    """clerk-sync and the peer, started, each with a client on its own database; with
+    `compare`, also clerk-sync under that HTTP server, as `clerk-sync-<compare>`.
 
     Stores: BENCH_MONGODB_URL when given; else with `memory` one in-memory store each
     (bench/memstore.py); else the SQLite embedded store (serve starts clerk-sync's own).
@@ -173,10 +175,12 @@ def start_pair(
     """
     stamp = time.strftime("%Y%m%d%H%M%S")
     databases = {"clerk-sync": "clerk_sync", "peer": "peer"}
+    if compare:
+        databases[f"clerk-sync-{compare}"] = f"clerk_sync_{compare}"
     if mongodb_url:
-        databases = {name: f"bench_{name.replace('-', '_')}_{stamp}" for name in databases}
+        databases = {name: f"bench_{databases[name]}_{stamp}" for name in databases}
     env = {name: {COUNTS_ENV: str(path)} for name, path in (counts or {}).items()}
-    stores: dict[str, EmbeddedProcess | None] = {"clerk-sync": None, "peer": None}
+    stores: dict[str, EmbeddedProcess | None] = dict.fromkeys(databases)
     if memory and not mongodb_url:
         for name in stores:
             stores[name] = MemoryProcess(workdir)
@@ -198,6 +202,16 @@ def start_pair(
             **env.get("peer", {}),
         ).start(),
     }
+    if compare:
+        other = f"clerk-sync-{compare}"
+        started[other] = servers.clerk_sync(
+            workdir / f"clerk-sync-{compare}",
+            mongodb_url=mongodb_url,
+            database=databases[other],
+            store=stores[other],
+            http_server=compare,
+            name=other,
+        ).start()
     targets = {}
     for name, server in started.items():
         url = mongodb_url or (server.own_store.url if server.own_store else _store_url(server))
@@ -221,15 +235,18 @@ def run_rounds(
     levels: list[int],
     mongodb_url: str | None,
     memory: bool = False,
-    http_server: str = "hypercorn",
+    http_server: str = "granian",
+    compare: str | None = None,
     progress: Any = print,
 ) -> Macro:
-    """Warm both servers up, then `rounds` interleaved rounds over the concurrency levels."""
+    """Warm the servers up, then `rounds` interleaved rounds over the concurrency levels."""
     plans = workdir / "plans"
     plans.mkdir(parents=True, exist_ok=True)
     now_ms = int(time.time() * 1000)
     warmup = write_plan(make_plan(200, seed=1, now_ms=now_ms), plans / "warmup.jsonl")
-    targets = start_pair(workdir, mongodb_url, memory=memory, http_server=http_server)
+    targets = start_pair(
+        workdir, mongodb_url, memory=memory, http_server=http_server, compare=compare
+    )
     macro = Macro()
     try:
         for target in targets.values():

@@ -4,8 +4,8 @@
 
 The counter is registered with `pymongo.monitoring.register` before `clerk_sync` is imported, so
 the service's client reports to it without any change to the service. Totals are kept current in
-the file while the server runs and written once more when it exits (SIGTERM shuts hypercorn down
-gracefully, then `atexit` runs). With `BENCH_PROFILE=out.txt` the main thread is sampled by
+the file while the server runs and written once more when it exits (SIGTERM shuts the server
+down gracefully, then `atexit` runs). With `BENCH_PROFILE=out.txt` the main thread is sampled by
 pyinstrument between SIGUSR1 and SIGUSR2 (sent around a load phase) and the profile written
 there as text. One worker only: spawned worker
 processes would not inherit the listener.

@@ -183,13 +183,15 @@ def clerk_sync(
     mongodb_url: str | None,
     database: str,
     store: EmbeddedProcess | None = None,
-    http_server: str = "hypercorn",
+    http_server: str = "granian",
+    name: str = "clerk-sync",
     **env: str,
 ) -> Server:
     """`clerk-sync serve` with default settings and one worker, as `make run` starts it.
 
     Without a URL or a started `store`, serve starts its own embedded store as its child.
-    `http_server="uvicorn"` runs the same app under bench/serve_uvicorn.py instead.
+    `http_server="hypercorn"` adds `--server hypercorn`; `"uvicorn"` runs the same app under
+    bench/serve_uvicorn.py instead.
     """
     port = free_port()
     # development mode chosen, as `make run` does (`serve --dev`); a MONGODB_URL overrides it
@@ -202,8 +204,10 @@ def clerk_sync(
         command = [sys.executable, "-m", "bench.serve_instrumented", *command[2:]]
     if http_server == "uvicorn":
         command = [sys.executable, "-m", "bench.serve_uvicorn", *command[2:]]
+    elif http_server != "granian":
+        command += ["--server", http_server]
     return Server(
-        "clerk-sync",
+        name,
         command,
         base_env(**extra),
         workdir,

@@ -34,12 +34,14 @@ class ServerProcess:
         workers: int = 1,
         cwd: Path | None = None,
         port: int | None = None,
+        server: str | None = None,
         dev: bool = False,
         probe: str = "/readyz",
     ) -> None:
         """`dev` passes `--dev` (development mode when MONGODB_URL is unset); `start` waits for
         `probe` to answer 200 (`/livez` for a server that is up but must not be ready)."""
         self.port = port or free_port()
+        self.server = server  # the HTTP server (`--server`); None: serve's default
         self.url = f"http://127.0.0.1:{self.port}"
         # no shut-down drain unless a test asks for one: stopping would wait its 5 s default
         self.env = {**os.environ, "LOG_FORMAT": "json", "CLERK_SYNC_SHUTDOWN_DELAY": "0", **env}
@@ -52,6 +54,8 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> ServerProcess:
         command = [sys.executable, "-m", "clerk_sync", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--workers", str(self.workers)]
+        if self.server is not None:
+            command += ["--server", self.server]
         command += ["--dev"] if self.dev else []
         self.process = subprocess.Popen(
             command,

@@ -558,6 +558,7 @@ class Racing:
 
     def __init__(self, real: AsyncIOMotorCollection[dict[str, Any]], raises: int) -> None:
         self.real, self.raises, self.calls = real, raises, 0
+        self.database, self.name = real.database, real.name  # what the batcher is keyed by
 
     async def find_one_and_update(self, query: dict[str, Any], *args: Any, **kw: Any) -> Any:
         self.calls += 1

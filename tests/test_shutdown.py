@@ -77,13 +77,19 @@ def drain_env(tmp_path: Path, mongodb_url: str, mongodb_db: str) -> dict[str, st
     }
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(
+    ("server_name", "workers"), [("granian", 1), ("granian", 2), ("hypercorn", 2)]
+)
 def test_sigterm_fails_readiness_at_once_serves_through_the_delay_and_exits_0(
-    drain_env: dict[str, str], mongodb_url: str, mongodb_db: str, workers: int
+    drain_env: dict[str, str], mongodb_url: str, mongodb_db: str, server_name: str, workers: int
 ) -> None:
-    server = ServerProcess(drain_env, workers=workers).start()
+    """On the default server (granian) and on `--server hypercorn` alike."""
+    chosen = None if server_name == "granian" else server_name
+    server = ServerProcess(drain_env, workers=workers, server=chosen).start()
     try:
-        assert httpx.get(server.url + "/readyz").status_code == 200
+        ready = httpx.get(server.url + "/readyz")
+        assert ready.status_code == 200
+        assert ready.headers["server"].startswith(server_name)
         server.send_signal()  # the main process only, as the kubelet does
         signalled = time.monotonic()
 

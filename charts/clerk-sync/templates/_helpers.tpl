@@ -137,7 +137,7 @@ securityContext:
 {{- end }}
 
 {{/*
-Seconds hypercorn gives in-flight requests once the listener has closed: GRACEFUL_TIMEOUT in
+Seconds the server gives in-flight requests once the listener has closed: GRACEFUL_TIMEOUT in
 service/clerk_sync/cli/server.py (tests/ops/test_chart.py keeps the two equal).
 */}}
 {{- define "clerk-sync.gracefulTimeout" -}}

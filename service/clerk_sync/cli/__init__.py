@@ -38,11 +38,19 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option(
+    "--server",
+    "server_name",
+    default="granian",
+    show_default=True,
+    type=click.Choice(["granian", "hypercorn"]),
+    help="HTTP server to run the app under.",
+)
+@click.option(
     "--dev",
     is_flag=True,
     help="Development mode when MONGODB_URL is unset (as CLERK_SYNC_DEV=1 does).",
 )
-def serve(host: str, port: int, workers: int, dev: bool) -> None:
+def serve(host: str, port: int, workers: int, server_name: str, dev: bool) -> None:
     """Serve the webhook receiver, probes, metrics and read API.
 
     MONGODB_URL is required, unless development mode is chosen (--dev, CLERK_SYNC_DEV=1, or
@@ -53,13 +61,14 @@ def serve(host: str, port: int, workers: int, dev: bool) -> None:
     Exit status: 0 after a clean stop, 2 for bad configuration (MONGODB_URL unset or blank
     without development mode) or a port in use.
     """
-    from clerk_sync.cli.server import run
+    from clerk_sync.cli.server import SERVERS, run
 
     settings = settings_or_exit()
+    server = next(name for name in SERVERS if name == server_name)
     if dev:
         settings = settings.model_copy(update={"clerk_sync_dev": True})
     try:
-        code = run(settings, host=host, port=port, workers=workers)
+        code = run(settings, host=host, port=port, workers=workers, server=server)
     except ClerkSyncError as error:
         fail(str(error))
     sys.exit(code)

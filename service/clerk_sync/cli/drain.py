@@ -1,14 +1,15 @@
-"""Serving with the shut-down drain of DESIGN.md ("Shut-down"), in one or several workers.
+"""Serving with the shut-down drain of DESIGN.md ("Shut-down"), in one or several workers,
+whichever HTTP server runs inside them (`serve_granian`, `serve_hypercorn`).
 
 On SIGTERM every worker fails readiness at once (`/readyz` answers 503 `shutting down`) and
 keeps serving every route for `CLERK_SYNC_SHUTDOWN_DELAY` seconds, so the orchestrator and the
-ingress stop routing here first; then hypercorn closes the listener, lets in-flight requests
-finish within its graceful timeout, runs the app's shut-down and the process exits 0. SIGINT
+ingress stop routing here first; then the server closes the listener, lets in-flight requests
+finish within its graceful timeout, the app's shut-down runs and the process exits 0. SIGINT
 (Ctrl-C on a terminal) skips the delay, also when it arrives during one.
 
-With `--workers N` the parent binds the sockets, spawns the workers (as hypercorn does) and
-turns its signals into two shared events every worker watches; a worker that gets the signal
-itself (a signal sent to the whole process group) drains the same way.
+With `--workers N` the parent spawns the workers and turns its signals into two shared events
+every worker watches; a worker that gets the signal itself (a signal sent to the whole process
+group) drains the same way.
 """
 
 from __future__ import annotations
@@ -19,15 +20,11 @@ import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as SharedEvent
 from types import FrameType
-
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
+from typing import Protocol
 
 from clerk_sync.runtime import Runtime
 
@@ -44,37 +41,49 @@ class Signals:
     now: SharedEvent
 
 
-def serve(config: Config, delay: float) -> int:
-    """Bind, serve until a signal, drain; the exit status (0 after a clean shut-down)."""
-    sockets = config.create_sockets()
+@dataclass(frozen=True)
+class ServeConfig:
+    """What `clerk-sync serve` asks of either HTTP server, in seconds and bytes."""
+
+    host: str
+    port: int
+    workers: int
+    #: a client still sending its request head this long after it began is disconnected
+    read_timeout: float
+    #: an idle keep-alive connection is closed after this long
+    keep_alive_timeout: float
+    #: the largest request head (request line and headers) served; larger ones answer 431
+    max_header_bytes: int
+    #: how long in-flight requests get once the listener has closed
+    graceful_timeout: float
+
+
+class Backend(Protocol):
+    """One HTTP server's way of running a worker; picklable, for spawned workers."""
+
+    @property
+    def workers(self) -> int: ...
+
+    @property
+    def graceful_timeout(self) -> float: ...
+
+    def worker(self, delay: float, signals: Signals | None) -> None:
+        """Build the app, serve until `drained` returns, let in-flight requests finish, run
+        the app's shut-down; raises when serving failed."""
+
+    def close(self) -> None:
+        """Close whatever this process holds of the listener (the workers have their own)."""
+
+
+def serve(backend: Backend, delay: float) -> int:
+    """Serve until a signal, drain; the exit status (0 after a clean shut-down)."""
     try:
-        if config.workers <= 1:
-            worker(config, sockets, delay, None)
+        if backend.workers <= 1:
+            backend.worker(delay, None)
             return 0
-        return _supervise(config, sockets, delay)
+        return _supervise(backend, delay)
     finally:
-        _close(sockets)
-
-
-def _close(sockets: Sockets) -> None:
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
-        sock.close()
-
-
-def worker(config: Config, sockets: Sockets, delay: float, signals: Signals | None) -> None:
-    """One worker: build the app here (spawned workers cannot share it), serve, drain."""
-    from clerk_sync.app import create_app, runtime_of
-
-    app = create_app()
-    trigger = partial(drained, runtime_of(app), delay, signals)
-    asyncio.run(
-        worker_serve(
-            wrap_app(app, config.wsgi_max_body_size, "asgi"),
-            config,
-            sockets=sockets,
-            shutdown_trigger=trigger,
-        )
-    )
+        backend.close()
 
 
 async def drained(runtime: Runtime, delay: float, signals: Signals | None) -> None:
@@ -111,8 +120,8 @@ async def _sleep_until(event: asyncio.Event, seconds: float) -> None:
         return
 
 
-def _supervise(config: Config, sockets: Sockets, delay: float) -> int:
-    """Run `config.workers` spawned workers until they all exit; any failure stops them all."""
+def _supervise(backend: Backend, delay: float) -> int:
+    """Run `backend.workers` spawned workers until they all exit; any failure stops them all."""
     context = multiprocessing.get_context("spawn")
     signals = Signals(context.Event(), context.Event())
     received: list[int] = []  # the handlers only append: the shared events take locks
@@ -124,16 +133,16 @@ def _supervise(config: Config, sockets: Sockets, delay: float) -> int:
     # until their drain watches for it; the parent's own wait until its handlers are in place.
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
     processes = [
-        context.Process(target=worker, args=(config, sockets, delay, signals))
-        for _ in range(config.workers)
+        context.Process(target=backend.worker, args=(delay, signals))
+        for _ in range(backend.workers)
     ]
     for process in processes:
         process.start()
     previous = {s: signal.signal(s, on_signal) for s in WATCHED}
     signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
     try:
-        _close(sockets)  # the workers hold their own copies: the listener closes with theirs
-        patience = delay + config.graceful_timeout + KILL_AFTER
+        backend.close()  # the workers hold their own: the listener closes with theirs
+        patience = delay + backend.graceful_timeout + KILL_AFTER
         return _wait_for(processes, signals, received, patience)
     finally:
         for signum, handler in previous.items():

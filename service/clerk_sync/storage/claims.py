@@ -12,22 +12,21 @@ it with less work, and the embedded mongoeco store spends about half the CPU on 
 docs/performance.md). Claims that arrive while a record is in flight are sent together as one
 unordered `update` command when it returns (natural batching: a lone claim never waits for a
 timer, and at one sender nothing changes); the inserted ones are told apart by the upserted ids
-of the reply, the others are read with one `find`.
+of the reply, the others are read with one `find`. The batching itself is `batching.Batcher`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bson.errors import BSONError
 from pymongo import ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure
 
-from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.batching import outcome
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection
@@ -110,8 +109,8 @@ async def record_many(
     met. A batch the driver cannot encode (a payload BSON cannot hold) is recorded one claim
     at a time, so that one bad payload does not fail the others."""
     try:
-        outcome = await collection.bulk_write([c.record() for c in claims], ordered=False)
-        inserted = set(outcome.upserted_ids or {})
+        written = await collection.bulk_write([c.record() for c in claims], ordered=False)
+        inserted = set(written.upserted_ids or {})
         refused: dict[int, BaseException] = {}
     except BulkWriteError as error:
         inserted = {int(u["index"]) for u in error.details.get("upserted", [])}
@@ -121,7 +120,7 @@ async def record_many(
             if e.get("code") != _DUPLICATE_KEY  # lost an insert race: it exists, read it below
         }
     except (BSONError, OverflowError):
-        return [await _outcome(record_one(collection, c)) for c in claims]
+        return [await outcome(record_one(collection, c)) for c in claims]
     existing = [c.svix_id for i, c in enumerate(claims) if i not in inserted and i not in refused]
     stored: dict[str, dict[str, Any]] = {}
     if existing:
@@ -136,72 +135,5 @@ async def record_many(
         elif c.svix_id in stored:
             results.append(stored[c.svix_id])
         else:  # removed between the two commands (retention, `events purge`): record it again
-            results.append(await _outcome(record_one(collection, c)))
+            results.append(await outcome(record_one(collection, c)))
     return results
-
-
-async def _outcome(pending: Awaitable[Before]) -> Outcome:
-    try:
-        return await pending
-    except (PyMongoError, BSONError, OverflowError) as error:
-        return error
-
-
-class ClaimBatcher:
-    """Sends a lone claim at once; claims that arrive while one is in flight wait for it and
-    then go out together. One per delivery log, used from one event loop."""
-
-    def __init__(
-        self,
-        one: Callable[[Claim], Awaitable[Before]],
-        many: Callable[[Sequence[Claim]], Awaitable[list[Outcome]]],
-    ) -> None:
-        self._one, self._many = one, many
-        self._waiting: list[tuple[Claim, asyncio.Future[Before]]] = []
-        self._busy = False
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def submit(self, claim: Claim) -> Before:
-        if self._busy:
-            future: asyncio.Future[Before] = asyncio.get_running_loop().create_future()
-            self._waiting.append((claim, future))
-            return await future
-        self._busy = True
-        try:
-            return await self._one(claim)
-        finally:
-            self._next()
-
-    def _next(self) -> None:
-        """Send whatever waited for the command that just returned, or become idle."""
-        if not self._waiting:
-            self._busy = False
-            return
-        batch, self._waiting = self._waiting, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _send(self, batch: list[tuple[Claim, asyncio.Future[Before]]]) -> None:
-        claims = [claim for claim, _ in batch]
-        try:
-            if len(claims) == 1:
-                results = [await _outcome(self._one(claims[0]))]
-            else:
-                results = await self._many(claims)
-        except (PyMongoError, StoreUnavailable) as error:
-            results = [error] * len(batch)
-        except BaseException as error:  # cancelled, or a bug: no waiter may hang
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            raise
-        finally:
-            self._next()
-        for (_, future), result in zip(batch, results, strict=True):
-            if future.done():  # its request went away; the claim stands, its lease expires
-                continue
-            if isinstance(result, BaseException):
-                future.set_exception(result)
-            else:
-                future.set_result(result)

@@ -15,10 +15,11 @@ from pymongo import IndexModel, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
 
 from clerk_sync.errors import StoreUnavailable
+from clerk_sync.storage.batching import Batcher
 from clerk_sync.storage.claims import (
     WITHOUT_PAYLOAD,
+    Before,
     Claim,
-    ClaimBatcher,
     claimable,
     record_many,
     record_one,
@@ -105,7 +106,7 @@ class DeliveryLog:
 
     def __init__(self, collection: AsyncIOMotorCollection[dict[str, Any]]) -> None:
         self.collection = collection
-        self._claims = ClaimBatcher(
+        self._claims = Batcher[Claim, Before](
             partial(record_one, collection), partial(record_many, collection)
         )
 
