@@ -88,6 +88,22 @@ async def test_metrics_count_every_outcome_exactly(running: Runner) -> None:
     }
 
 
+async def test_delivery_lag_counts_a_duplicate_whose_outcome_is_still_queued(
+    running: Runner,
+) -> None:
+    """Lag is arrival minus envelope time for every verified arrival: a redelivery answered
+    from the group commit's queue (outcome not yet written) counts like one read from MongoDB."""
+    async with running(plugins=[flaky_plugin()], clerk_sync_outcome_flush_seconds=1) as r:
+        await r.hold_outcomes()
+        again = new_svix_id()
+        answers = [(await r.post(user(1), msg_id=again, settle=False))[0] for _ in range(3)]
+        text = (await (await r.client.get("/metrics")).get_data()).decode()
+    assert answers == [200, 200, 200]
+    counts = samples(text, "clerk_sync_webhooks_total")
+    assert counts[(("event_type", "user.created"), ("outcome", "duplicate"))] == 2.0
+    assert samples(text, "clerk_sync_delivery_lag_seconds_count")[()] == 3.0
+
+
 async def test_unknown_event_type_is_counted_as_unknown(running: Runner) -> None:
     """Label values stay bounded: a type Clerk may add later is counted under `unknown`."""
     async with running(plugins=[flaky_plugin()]) as r:

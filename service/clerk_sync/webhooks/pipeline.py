@@ -185,12 +185,14 @@ class Receiver:
     async def _accept(
         self, envelope: dict[str, Any], d: Delivery, now: float, *, observe_lag: bool = True
     ) -> Answer:
+        event = Event.from_envelope(envelope, d.svix_id)
+        if observe_lag and event.timestamp is not None:  # every verified arrival, duplicates too
+            self.metrics.delivery_lag.observe(max(0.0, now - event.timestamp.timestamp()))
         if self.writer is not None and self.writer.holds(d.svix_id):
             # its handlers all succeeded and its outcome is queued: done, as far as Svix knows
             return Answer.of(
                 200, DeliveryAccepted(status="duplicate", svix_id=d.svix_id), "duplicate"
             )
-        event = Event.from_envelope(envelope, d.svix_id)
         subs = self.router.handlers_for(event.type)
         on_insert: dict[str, Any] = {
             "type": event.type,
@@ -200,8 +202,6 @@ class Receiver:
         }
         if is_secret(event.type):  # the handlers still get the whole event
             on_insert |= {"payload": redact(envelope), "redacted": True}
-        if observe_lag and event.timestamp is not None:
-            self.metrics.delivery_lag.observe(max(0.0, now - event.timestamp.timestamp()))
         if not subs:
             before = await self._claim(d, "ignored", now, on_insert)
             if before is not None:
