@@ -182,7 +182,8 @@ def _operations() -> dict[str, Schema]:
     }
 
 
-def _read_api() -> dict[str, Schema]:
+def _read_get(operation_id: str, summary: str, responses: Responses, **extra: Any) -> Schema:
+    """One read API operation: its own answers plus the 401 and 503 every route may give."""
     always: Responses = {
         401: ("No valid session token; `reason` says why.", api.AuthError),
         503: ("MongoDB unavailable.", api.StorageUnavailable),
@@ -191,19 +192,19 @@ def _read_api() -> dict[str, Schema]:
         401: {"WWW-Authenticate": {"schema": {"type": "string"}}},
         503: _RETRY_AFTER,
     }
+    operation = _operation(
+        operation_id,
+        summary,
+        "read API",
+        _responses({**responses, **always}, headers),
+        security=_SECURITY,
+        **extra,
+    )
+    return {"get": operation}
 
-    def get(operation_id: str, summary: str, responses: Responses, **extra: Any) -> Schema:
-        answers_ = {**responses, **always}
-        operation = _operation(
-            operation_id,
-            summary,
-            "read API",
-            _responses(answers_, headers),
-            security=_SECURITY,
-            **extra,
-        )
-        return {"get": operation}
 
+def _read_api() -> dict[str, Schema]:
+    get = _read_get
     members_parameters = parameters(OrganizationPath, "path") + parameters(
         api.MembersQuery, "query"
     )
@@ -220,6 +221,19 @@ def _read_api() -> dict[str, Schema]:
             "getMyOrganizations",
             "The caller's live memberships with organization summaries.",
             {200: ("Memberships.", api.MyOrganizations)},
+        ),
+        "/api/v1/me/billing": get(
+            "getMyBilling",
+            "The plans, features and subscription items of the caller, or of an organization "
+            "the caller belongs to, from synced Clerk Billing state.",
+            {
+                200: ("What the subject is entitled to now.", api.Billing),
+                403: (
+                    "`organization_id` names an organization the caller is not a live member of.",
+                    api.Forbidden,
+                ),
+            },
+            parameters=parameters(api.BillingQuery, "query"),
         ),
         "/api/v1/organizations/{org_id}/members": get(
             "listOrganizationMembers",
@@ -250,7 +264,7 @@ def openapi_document(
     components: dict[str, Any] = {}
     if read_api:
         paths.update(_read_api())
-        models += [api.User, api.MyOrganizations, api.MemberPage, *api.ERRORS.values()]
+        models += [api.User, api.MyOrganizations, api.Billing, api.MemberPage, *api.ERRORS.values()]
         components["securitySchemes"] = SECURITY_SCHEMES
     return {
         "openapi": "3.1.0",

@@ -138,6 +138,53 @@ class MemberPage(_Answer):
     next_cursor: Annotated[str | None, Field(pattern=CURSOR_PATTERN)]
 
 
+class PlanSummary(_Answer):
+    slug: Text = None
+    name: Text = None
+    amount: int | None = None
+    currency: Text = None
+    is_recurring: bool | None = None
+
+
+class BillingItem(_Answer):
+    """One subscription item of the subject; `entitled`: whether it gives its plan now."""
+
+    id: str
+    subscription_id: Text
+    status: Text
+    plan_id: Text
+    plan: PlanSummary | None
+    interval: Text
+    is_free_trial: bool | None
+    seats: int | None
+    period_start: Time
+    period_end: Time
+    canceled_at: Time
+    ended_at: Time
+    updated_at: Time
+    entitled: bool
+
+
+class Billing(_Answer):
+    """What the subject is entitled to now (docs/data.md "Entitlements"): plan slugs, feature
+    keys, and its subscription items (newest first, at most 100)."""
+
+    plans: list[str]
+    features: list[str]
+    items: list[BillingItem]
+
+
+class BillingQuery(BaseModel):
+    """The query string of `/me/billing`."""
+
+    organization_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="An organization the caller is a live member of; without it, the caller's own.",
+    )
+
+
 class MembersQuery(BaseModel):
     """The query string of `/organizations/{org_id}/members` (documentation: parsing is strict
     and answers `limit_invalid` or `cursor_invalid` in the read API itself)."""

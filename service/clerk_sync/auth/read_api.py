@@ -6,6 +6,7 @@ in `queries`, pagination in `cursor`, and `refuse` is the one place an error bec
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from quart import Blueprint, Quart, Response, request
 
 from clerk_sync.auth import models
 from clerk_sync.auth.cursor import cursor_key, decode_cursor, parse_limit
+from clerk_sync.auth.entitlements import entitlements_of, subject_for
 from clerk_sync.auth.http import json_response
 from clerk_sync.auth.models import shaped
 from clerk_sync.auth.queries import find_user, is_member, members_page, my_organizations
@@ -100,6 +102,18 @@ def register_read_api(parent: Quart | Blueprint, runtime: Running, verifier: Tok
         session = await caller(verifier)
         mine = await my_organizations(database(), session.user_id)
         return _private(models.MyOrganizations, {"data": mine})
+
+    @api.get("/me/billing")
+    async def me_billing() -> Response:
+        session = await caller(verifier)
+        org_id = request.args.get("organization_id") or None
+        db = database()
+        subject = await subject_for(db, session.user_id, org_id)
+        if subject is None:
+            raise ApiError("not_a_member", "you are not a member of this organization", status=403)
+        grace = timedelta(seconds=runtime.settings.clerk_sync_past_due_grace)
+        found = await entitlements_of(db, subject, now=datetime.now(UTC), grace=grace)
+        return _private(models.Billing, found.as_json())
 
     @api.get("/organizations/<org_id>/members")
     async def members(org_id: str) -> Response:

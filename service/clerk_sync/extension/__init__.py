@@ -14,12 +14,13 @@ An HTTP module: may import Quart and every layer below (`openapi`, `runtime`, `a
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from quart import Quart, current_app
+from quart import Quart, Response, current_app
 
+from clerk_sync.auth.entitlements import Entitlements, Subject
 from clerk_sync.auth.queries import synced_user
 from clerk_sync.auth.read_api import make_verifier
 from clerk_sync.errors import ApiError, ConfigError
@@ -131,17 +132,72 @@ class ClerkSync:
         view argument `org_from` (a variable of the URL rule); `org_from=None` takes the
         organization active in the session token instead."""
 
+        async def check(kwargs: dict[str, Any]) -> Response | None:
+            return await guards.check_role(role, guards.organization(org_from, kwargs))
+
+        return self._guarded("require_org_role", org_from, check)
+
+    def require_permission(
+        self, key: str, *, org_from: str | None = "org_id"
+    ) -> Callable[[View], View]:
+        """`require_session`, then 403 unless the caller's synced membership of the view's
+        organization (chosen as for `require_org_role`) has the permission `key`
+        (`org:invoices:read`): the membership's own `permissions`, else its role's in `roles`."""
+
+        async def check(kwargs: dict[str, Any]) -> Response | None:
+            return await guards.check_permission(key, guards.organization(org_from, kwargs))
+
+        return self._guarded("require_permission", org_from, check)
+
+    def require_plan(self, slug: str, *, org_from: str | None = None) -> Callable[[View], View]:
+        """`require_session`, then 403 unless the subject has the plan `slug` now: the
+        organization named by the view argument `org_from` (the caller must be a member), or
+        with `org_from=None` the caller. The rules are in docs/data.md "Entitlements"."""
+        return self._billing("require_plan", "plan", slug, org_from)
+
+    def require_feature(self, key: str, *, org_from: str | None = None) -> Callable[[View], View]:
+        """As `require_plan`, for a feature one of the subject's plans lists in `billing_plans`."""
+        return self._billing("require_feature", "feature", key, org_from)
+
+    async def entitlements(
+        self, user_id: str | None = None, organization_id: str | None = None
+    ) -> dict[str, Any]:
+        """`{plans, features, items}` of a user, or of an organization, from synced state (no
+        request needed: for back-end jobs). Given both, the organization's, as the user, a
+        member, would be granted by the guards: nothing when the user is not a live member."""
+        if user_id is None and organization_id is None:
+            raise TypeError("entitlements() needs user_id, organization_id or both")
+        if user_id is None:
+            subject = Subject(organization_id=organization_id)
+            return (await guards.subject_entitlements(subject)).as_json()
+        found = await guards.entitlements(user_id, organization_id)
+        return (found or Entitlements()).as_json()
+
+    def _billing(
+        self, decorator: str, kind: str, wanted: str, org_from: str | None
+    ) -> Callable[[View], View]:
+        async def check(kwargs: dict[str, Any]) -> Response | None:
+            org_id = guards.organization(org_from, kwargs) if org_from is not None else None
+            return await guards.check_billing(kind, wanted, org_id)
+
+        return self._guarded(decorator, org_from, check)
+
+    def _guarded(
+        self, decorator: str, org_from: str | None, check: Callable[..., Awaitable[Any]]
+    ) -> Callable[[View], View]:
+        """A decorator: `require_session`, then `check(view_kwargs)`; its answer refuses."""
+
         def decorate(view: View) -> View:
             @functools.wraps(view)
             async def guarded(*args: Any, **kwargs: Any) -> Any:
                 refused = await guards.verify_session()
                 if refused is None:
-                    refused = await guards.check_role(role, guards.organization(org_from, kwargs))
+                    refused = await check(kwargs)
                 if refused is not None:
                     return refused
                 return await current_app.ensure_async(view)(*args, **kwargs)
 
-            self._guards[guarded] = Guard("require_org_role", org_from)
+            self._guards[guarded] = Guard(decorator, org_from)
             return guarded
 
         return decorate

@@ -8,10 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from quart import Quart, Response, current_app, g, request
 
+from clerk_sync.auth.entitlements import (
+    Entitlements,
+    Subject,
+    entitlements_of,
+    membership_permissions,
+    subject_for,
+)
 from clerk_sync.auth.queries import live_membership
 from clerk_sync.auth.read_api import caller, refuse
 from clerk_sync.errors import ApiError, AuthError, ConfigError
@@ -103,23 +111,73 @@ def organization(org_from: str | None, view_args: dict[str, Any]) -> str | None:
         session: Session = g.get(_SESSION)
         return session.org_id
     if org_from not in view_args:
-        raise ConfigError(f"@clerk.require_org_role: the view has no argument {org_from!r}")
+        raise ConfigError(f"@clerk: the guarded view has no argument {org_from!r}")
     value = view_args[org_from]
     return value if isinstance(value, str) else str(value)
 
 
-async def check_role(role: str, org_id: str | None) -> Response | None:
+def _not_a_member() -> ApiError:
+    return ApiError("not_a_member", "you are not a member of this organization", status=403)
+
+
+async def _membership(org_id: str | None) -> dict[str, Any]:
+    """The caller's live membership of `org_id`; 403 `ApiError` without one."""
     session: Session = g.get(_SESSION)
     if org_id is None:
-        error = ApiError("no_active_organization", "no organization is active", status=403)
-        return refuse(error)
+        raise ApiError("no_active_organization", "no organization is active", status=403)
     membership = await live_membership(database(), org_id, session.user_id)
     if membership is None:
-        return refuse(
-            ApiError("not_a_member", "you are not a member of this organization", status=403)
-        )
+        raise _not_a_member()
+    return membership
+
+
+async def check_role(role: str, org_id: str | None) -> Response | None:
+    try:
+        membership = await _membership(org_id)
+    except ApiError as error:
+        return refuse(error)
     if membership.get("role") != role:
         return refuse(ApiError("org_role_required", f"this needs the role {role}", status=403))
+    return None
+
+
+async def check_permission(key: str, org_id: str | None) -> Response | None:
+    """403 unless the caller's live membership of `org_id` carries the permission `key`."""
+    try:
+        membership = await _membership(org_id)
+    except ApiError as error:
+        return refuse(error)
+    if key not in await membership_permissions(database(), membership):
+        return refuse(
+            ApiError("permission_required", f"this needs the permission {key}", status=403)
+        )
+    return None
+
+
+async def entitlements(user_id: str, organization_id: str | None) -> Entitlements | None:
+    """The entitlements of the user, or of the organization it is a live member of; None for an
+    organization it does not belong to. From synced state at the present time."""
+    subject = await subject_for(database(), user_id, organization_id)
+    if subject is None:
+        return None
+    return await subject_entitlements(subject)
+
+
+async def subject_entitlements(subject: Subject) -> Entitlements:
+    grace = timedelta(seconds=runtime().settings.clerk_sync_past_due_grace)
+    return await entitlements_of(database(), subject, now=datetime.now(UTC), grace=grace)
+
+
+async def check_billing(kind: str, wanted: str, org_id: str | None) -> Response | None:
+    """403 unless the subject (the organization `org_id` of a member, else the caller) has the
+    plan (`kind="plan"`) or the feature (`kind="feature"`) `wanted`."""
+    session: Session = g.get(_SESSION)
+    found = await entitlements(session.user_id, org_id)
+    if found is None:
+        return refuse(_not_a_member())
+    held = found.plans if kind == "plan" else found.features
+    if wanted not in held:
+        return refuse(ApiError(f"{kind}_required", f"this needs the {kind} {wanted}", status=403))
     return None
 
 
