@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the non-Python tools the test suite drives: promtool/prometheus, nginx and
-# Chromium with chromedriver (Debian), the
-# Kubernetes CRD validators (npm) and checkov. Idempotent; does nothing when they are present.
+# Installs the non-Python tools the test suite drives: promtool/prometheus, nginx, Chromium and
+# chromedriver (Debian), the Kubernetes CRD validators (npm) and checkov. Idempotent; does nothing
+# when they are present.
 #
 # The npm validators and checkov are kept outside the clone, in a cache keyed by their versions
 # (CLERK_SYNC_TOOLS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/clerk-sync; tests/tools.py reads
