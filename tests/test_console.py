@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -306,3 +307,28 @@ def test_a_host_app_route_at_console_names_the_switch(make_settings: Any) -> Non
     settings = make_settings(clerk_jwt_key=session_key(), clerk_sync_console_users=(OPERATOR,))
     with pytest.raises(ConfigError, match="console=False"):
         ClerkSync(app, settings=settings, plugins=[])
+
+
+@pytest.mark.parametrize(
+    ("lease", "offered"), [(timedelta(minutes=-5), True), (timedelta(minutes=5), False)]
+)
+async def test_processing_is_replayable_once_its_lease_has_expired(
+    running: Runner, lease: timedelta, offered: bool
+) -> None:
+    """A delivery a crashed attempt left `processing` gets the Replay button once its lease is
+    over; while an attempt may still hold it, the page says so instead."""
+    async with console(running, Switch()) as r:
+        svix_id = new_svix_id()
+        await r.db.webhook_events.insert_one(
+            {
+                "_id": svix_id,
+                "status": "processing",
+                "type": "user.created",
+                "lease_until": datetime.now(UTC) + lease,
+                "payload": {"type": "user.created", "data": {"id": "user_2stale"}},
+                "attempts": 1,
+            }
+        )
+        _, shown = await page(r, f"/console/deliveries/{svix_id}")
+        assert ("Replay this delivery" in shown) is offered
+        assert ("An attempt holds this delivery now" in shown) is not offered
