@@ -3,6 +3,7 @@ list and its filters, one delivery, replay with its CSRF token. DESIGN.md "The c
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -332,3 +333,28 @@ async def test_processing_is_replayable_once_its_lease_has_expired(
         _, shown = await page(r, f"/console/deliveries/{svix_id}")
         assert ("Replay this delivery" in shown) is offered
         assert ("An attempt holds this delivery now" in shown) is not offered
+
+
+async def test_every_control_has_a_label(running: Runner) -> None:
+    """Each input and select of the pages has a `<label for>`; each button says what it does
+    (axe-core would take a placeholder for a name; a label is what we promise)."""
+    switch = Switch()
+    async with console(running, switch) as r:
+        svix_id = new_svix_id()
+        await r.post(user_body("user_2labels"), msg_id=svix_id)
+        for path in ("/console", "/console/deliveries", f"/console/deliveries/{svix_id}"):
+            _, shown = await page(r, path)
+            labelled = set(re.findall(r'<label for="([^"]+)"', shown))
+            controls = re.findall(r"<(input|select|textarea)\b([^>]*)>", shown)
+            visible = [attrs for _, attrs in controls if 'type="hidden"' not in attrs]
+            ids = [re.search(r'id="([^"]+)"', attrs) for attrs in visible]
+            assert all(found is not None and found.group(1) in labelled for found in ids), path
+            assert all(text.strip() for text in re.findall(r"<button[^>]*>([^<]*)</button>", shown))
+        _, listed = await page(r, "/console/deliveries")
+        assert set(re.findall(r'<label for="([^"]+)"', listed)) == {
+            "f-status",
+            "f-type",
+            "f-since",
+            "f-until",
+            "f-q",
+        }

@@ -2,7 +2,8 @@
 against the app served by hypercorn, with deliveries sent through the signed webhook path.
 
 One served app and one browser for the module (tests/scheduling.py keeps its tests on one
-worker). The screenshots in docs/console/ are made here; axe-core checks each page.
+worker). A missing browser fails the tests, it never skips them (`make test` installs it).
+The screenshots in docs/console/ are made here; axe-core checks each page.
 """
 
 from __future__ import annotations
@@ -34,11 +35,6 @@ from tests.console_browser_support import (
     until,
 )
 from tests.test_auth import signer
-
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs /usr/bin/chromium and /usr/bin/chromedriver (bash scripts/install-tools.sh)",
-)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "console"
 OPERATOR = "user_2operator000000000000000"
@@ -133,6 +129,8 @@ def console(mongodb_url: str) -> Iterator[Console]:
         clerk_sync_console_users=OPERATOR,
         clerk_sync_grafana_url="https://grafana.example/d/clerk-sync",
     )
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    assert missing == [], "the browser is not installed: run bash scripts/install-tools.sh"
     crm = Crm()
     app = create_app(settings, plugins=[crm_plugin(crm), users_plugin, organizations_plugin])
     driver = browser()
