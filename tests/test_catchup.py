@@ -11,10 +11,7 @@ twice at the same time (a recording handler counts overlapping calls).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
-import os
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,11 +27,10 @@ from clerk_sync import Context, Event, Plugin, Settings
 from clerk_sync.cli import main
 from clerk_sync.cli.catchup import run_catch_up
 from clerk_sync.plugins import Subscription
-from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, sample
-from tests import test_reconcile
+from clerk_sync.testing import envelope, new_svix_id, sample
+from tests import test_cli, test_reconcile
 from tests.conftest import Runner, Running
 from tests.test_billing_projections import ATTEMPT_EVENTS, ITEM_EVENTS, SUBSCRIPTION_EVENTS
-from tests.test_plugin_loading import install_fake_distribution
 from tests.test_reconcile import SECRET, FakeClerk, user
 
 BILLING_EVENTS = [*SUBSCRIPTION_EVENTS, *ITEM_EVENTS, *ATTEMPT_EVENTS]
@@ -46,22 +42,9 @@ BILLING_COLLECTIONS = (
 type Pairs = list[tuple[str, bytes]]
 #: the fake Backend API of the reconcile tests, on 127.0.0.1
 clerk = test_reconcile.clerk
-
-FLAKY = """
-    from pathlib import Path
-
-    from clerk_sync import Plugin
-
-    plugin = Plugin("flaky")
-    BROKEN = Path(__file__).with_name("flaky.broken")
-
-    @plugin.on("user.updated")
-    async def count(event, ctx):
-        if BROKEN.exists():
-            raise RuntimeError("flaky is broken")
-        runs = ctx.engine.database.flaky_runs
-        await runs.update_one({"_id": event.svix_id}, {"$inc": {"runs": 1}}, upsert=True)
-"""
+#: the command's clean environment on the test's database, that database, and an installed
+#: plugin `flaky` (on user.created and user.updated) failing while the fixture's file exists
+environ, db, flaky = test_cli.environ, test_cli.db, test_cli.flaky
 
 
 def billing_deliveries() -> Pairs:
@@ -86,34 +69,11 @@ def snapshot(db: Any, collections: tuple[str, ...]) -> dict[str, list[dict[str, 
 
 
 @pytest.fixture
-def environ(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mongodb_url: str, mongodb_db: str
-) -> dict[str, str]:
-    """The command's environment on the test's database; no stray settings, no .env."""
-    for name in [n for n in os.environ if n.startswith(("CLERK_", "MONGODB_", "LOG_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return {
-        "CLERK_WEBHOOK_SIGNING_SECRET": TEST_SECRET,
-        "MONGODB_URL": mongodb_url,
-        "MONGODB_DB": mongodb_db,
-        "LOG_FORMAT": "json",
-    }
-
-
-@pytest.fixture
 def cli(environ: dict[str, str]) -> Callable[..., Result]:
     def invoke(*args: str, **env: str | None) -> Result:
         return CliRunner().invoke(main, ["plugins", "catch-up", *args], env={**environ, **env})
 
     return invoke
-
-
-@pytest.fixture
-def db(mongodb_url: str, mongodb_db: str) -> Iterator[Any]:
-    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_url, tz_aware=True)
-    yield client[mongodb_db]
-    client.close()
 
 
 @pytest.fixture
@@ -257,20 +217,6 @@ def test_reconcile_without_a_secret_key_is_refused_before_anything_runs(
     assert result.stderr.splitlines() == [
         "clerk-sync: CLERK_SECRET_KEY is not set: --reconcile reads Clerk's Backend API with it"
     ]
-
-
-@pytest.fixture
-def flaky(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An installed plugin `flaky` whose handler fails while the returned file exists."""
-    site = tmp_path / "site"
-    site.mkdir()
-    install_fake_distribution(site, "flaky", FLAKY)
-    broken = site / "flaky.broken"
-    broken.touch()
-    monkeypatch.syspath_prepend(str(site))
-    importlib.invalidate_caches()
-    yield broken
-    sys.modules.pop("fake_plugin_flaky", None)
 
 
 def test_a_failing_handler_is_recorded_failed_and_a_later_run_applies_it_once(

@@ -3,13 +3,11 @@ over the deliveries still recorded (cli/catchup.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
-from pymongo.errors import PyMongoError
 
 from clerk_sync.cli.support import (
     FAILED,
@@ -18,10 +16,10 @@ from clerk_sync.cli.support import (
     echo_json,
     fail,
     one_line,
+    run_or_exit,
     settings_or_exit,
     with_store_or_exit,
 )
-from clerk_sync.errors import ClerkSyncError, StoreUnavailable
 
 if TYPE_CHECKING:
     from clerk_sync.reconcile import Report
@@ -94,16 +92,7 @@ def catch_up(name: str, since: datetime | None, then_reconcile: bool, as_json: b
     interactive = sys.stderr.isatty() and not as_json
     if interactive and settings.log_level in ("debug", "info"):  # the bar, not a line each
         settings = settings.model_copy(update={"log_level": "warning"})
-    try:
-        report = asyncio.run(
-            catchup.run_catch_up(settings, plugin, since=since, progress=interactive)
-        )
-    except StoreUnavailable as error:
-        fail(str(error), FAILED)
-    except PyMongoError as error:
-        fail(f"MongoDB: {one_line(error)}", FAILED)
-    except ClerkSyncError as error:
-        fail(str(error))
+    report = run_or_exit(catchup.run_catch_up(settings, plugin, since=since, progress=interactive))
     reconciled = None
     if then_reconcile and plugin.reconcilers:
         try:
