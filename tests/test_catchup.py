@@ -464,3 +464,56 @@ async def test_catch_up_racing_the_service_runs_no_handler_twice_at_once(
     assert len(stored) == len(old) + len(new)
     assert {d["status"] for d in stored} == {"processed"}
     assert {h["status"] for d in stored for h in d["handlers"].values()} == {"ok"}
+
+
+def test_a_delivery_an_interrupted_attempt_left_processing_is_left_to_replay_stale(
+    cli: Callable[..., Result],
+    environ: dict[str, str],
+    running: Runner,
+    db: Any,
+    flaky: Path,
+) -> None:
+    """A crash lost the outcome of the service's users handler: the delivery stays
+    `processing` with an expired lease. Catching up `flaky` does not take it (that would mark
+    it done without a users outcome): skipped `stale`, exit 1, nothing changed. Once
+    `events replay --stale` finished it, catch-up applies flaky to it."""
+    flaky.unlink()
+    svix_id = new_svix_id()
+    body = envelope("user.updated", {"id": "user_1", "object": "user", "updated_at": 1_700_000})
+
+    async def deliver_then_crash() -> None:
+        async with running(plugins=None, clerk_sync_plugins=("users",)) as r:
+            await r.hold_outcomes()
+            await r.post(body, msg_id=svix_id, settle=False)
+            r.app.extensions["clerk_sync"].writer.queued.clear()  # what a SIGKILL loses
+
+    asyncio.run(deliver_then_crash())
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    db.webhook_events.update_one({"_id": svix_id}, {"$set": {"lease_until": past}})
+    before = db.webhook_events.find_one({"_id": svix_id})
+
+    stale = cli("flaky")
+    untouched = db.webhook_events.find_one({"_id": svix_id})
+    replay = ["events", "replay", "--stale"]
+    replayed = CliRunner().invoke(main, replay, env={**environ, "CLERK_SYNC_PLUGINS": "users"})
+    caught_up = cli("flaky")
+
+    assert stale.exit_code == 1
+    assert stale.stdout.splitlines() == [
+        f"{svix_id}: skipped: left processing by an interrupted attempt; "
+        "`clerk-sync events replay --stale` finishes it, then run again",
+        "catch-up flaky: 1 delivery: 0 applied, 0 already done, 0 failed, 1 skipped (1 stale)",
+    ]
+    assert before["status"] == "processing"
+    assert untouched == before
+    assert replayed.exit_code == 0, replayed.output
+    assert caught_up.exit_code == 0, caught_up.output
+    assert caught_up.stdout.splitlines()[-1].endswith(
+        ": 1 applied, 0 already done, 0 failed, 0 skipped"
+    )
+    record = db.webhook_events.find_one({"_id": svix_id})
+    assert record["status"] == "processed"
+    assert {k: v["status"] for k, v in record["handlers"].items()} == {
+        "users:upsert_user": "ok",
+        "flaky:count": "ok",
+    }

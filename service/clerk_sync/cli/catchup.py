@@ -126,12 +126,17 @@ def summary(report: CatchUpReport) -> str:
 
 
 def lines(report: CatchUpReport) -> Iterator[str]:
-    """One line per delivery that failed or was left busy, then the summary."""
+    """One line per delivery that failed or was left to another attempt, then the summary."""
     for d in report.deliveries:
         if d["result"] == "failed":
             yield f"{d['svix_id']}: failed: {'; '.join(d.get('errors', []))}"
         elif d.get("reason") == "busy":
             yield f"{d['svix_id']}: skipped: another attempt held it throughout; run again"
+        elif d.get("reason") == "stale":
+            yield (
+                f"{d['svix_id']}: skipped: left processing by an interrupted attempt; "
+                "`clerk-sync events replay --stale` finishes it, then run again"
+            )
     yield summary(report)
 
 

@@ -76,11 +76,13 @@ def catch_up(name: str, since: datetime | None, then_reconcile: bool, as_json: b
     becomes `processed`, so a later retry of that svix-id is a duplicate. Redacted deliveries
     (email.created, sms.created) are skipped: only Svix can resend them. Safe to run twice and
     while the service serves: a delivery another attempt holds is left to it and looked at
-    again once that attempt is over. A progress bar on a terminal, then a summary.
+    again once that attempt is over; one an interrupted attempt left `processing` is skipped
+    (`events replay --stale` finishes it). A progress bar on a terminal, then a summary.
 
-    Exit status: 0 caught up, 1 a handler failed, a delivery stayed held by another attempt,
-    the reconcile failed or MongoDB is unreachable, 2 bad arguments or configuration (NAME not
-    installed, disabled or failing to load; --reconcile without CLERK_SECRET_KEY).
+    Exit status: 0 caught up, 1 a handler failed, a delivery stayed held by another attempt or
+    was left by an interrupted one, the reconcile failed or MongoDB is unreachable, 2 bad
+    arguments or configuration (NAME not installed, disabled or failing to load; --reconcile
+    without CLERK_SECRET_KEY).
     """
     from clerk_sync.cli import catchup
 

@@ -204,23 +204,17 @@ class DeliveryLog:
         """Take the lease of a recorded delivery to run the handlers `keys` (catch-up); the
         whole document before, or None when it is not takeable now.
 
-        Takeable: finished (`processed`, `ignored`, `failed`) or `processing` with no running
-        lease, not redacted, and at least one of `keys` not yet `ok`. A delivery whose lease
-        runs is left to its holder, so no handler runs twice at once; `rejected` ones hold no
-        event."""
-        lease_free = [{"lease_until": None}, {"lease_until": {"$lt": now}}]
+        Takeable: finished (`processed`, `ignored`, `failed`), not redacted, and at least one of
+        `keys` not yet `ok`. A `processing` delivery belongs to an attempt, running or
+        interrupted, whose other handlers may not have run: it is left to that attempt, or to
+        whatever finishes an interrupted one (a redelivery, the sweeper, `events replay
+        --stale`), so no handler runs twice at once and none is skipped; `rejected` ones hold
+        no event."""
         takeable = {
             "_id": svix_id,
+            "status": {"$in": ["processed", "ignored", "failed"]},
             "redacted": {"$ne": True},  # its handlers would see "[redacted]", not the event
-            "$and": [
-                {
-                    "$or": [
-                        {"status": {"$in": ["processed", "ignored", "failed"]}},
-                        {"status": "processing", "$or": lease_free},
-                    ]
-                },
-                {"$or": [{f"handlers.{key}.status": {"$ne": "ok"}} for key in keys]},
-            ],
+            "$or": [{f"handlers.{key}.status": {"$ne": "ok"}} for key in keys],
         }
         taken = {
             "status": "processing",

@@ -4,8 +4,10 @@ A plugin installed or enabled after deliveries arrived finds them recorded `igno
 `processed` by the other plugins). Catch-up runs that plugin's handlers, and only those, over
 every delivery of a type it subscribes to, oldest `event_timestamp` first. Each delivery is taken
 with the pipeline's own lease (`DeliveryLog.take_for`), so a redelivery meanwhile is answered
-409 and a delivery another attempt holds is left to it and looked at again once its lease is
-over: no handler runs twice at the same time for one delivery. Outcomes are merged into the
+409 and a delivery another attempt holds is left to it and looked at again once that attempt
+is over: no handler runs twice at the same time for one delivery. One an interrupted attempt
+left `processing` is skipped (`stale`): the sweeper or `events replay --stale` finishes it with
+all its handlers first. Outcomes are merged into the
 delivery like any attempt's; a delivery whose every recorded handler succeeded is `processed`,
 so a later retry of that `svix-id` is a duplicate, and a second catch-up finds nothing to do.
 Redacted deliveries (their secrets were removed before they were stored) are skipped.
@@ -44,7 +46,7 @@ RESULTS: tuple[Result, ...] = ("applied", "already_done", "failed", "skipped")
 POLL_SECONDS = 0.5
 #: what the listing reads of each delivery (the payload comes with the takeover)
 _LISTED = {"_id": 1, "type": 1, "status": 1, "handlers": 1, "redacted": 1}
-_BUSY = "busy"
+_BUSY, _STALE = "busy", "stale"
 
 
 def subscribed_types(plugin: Plugin) -> list[str]:
@@ -77,7 +79,7 @@ class CatchUpReport:
     @property
     def ok(self) -> bool:
         """No handler failed and no delivery was left to another attempt."""
-        return self.counts["failed"] == 0 and self.skipped(_BUSY) == 0
+        return self.counts["failed"] == 0 and self.skipped(_BUSY) + self.skipped(_STALE) == 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"plugin": self.plugin, **self.counts, "deliveries": self.deliveries}
@@ -167,7 +169,7 @@ class CatchUp:
             return "skipped", {"reason": "redacted"}
         if done(listed, subs):
             return "already_done", {}
-        at = datetime.fromtimestamp(self.clock(), tz=UTC)
+        at = self._now()
         token = next(self._tokens)
         keys = [s.key for s in subs]
         before = await self.events.take_for(
@@ -182,10 +184,14 @@ class CatchUp:
             return "skipped", {"reason": "no event"}
         return await self._apply(event, before, [s for s in subs if not done(before, [s])], token)
 
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), tz=UTC)
+
     async def _not_taken(
         self, svix_id: str, subs: Sequence[Subscription]
     ) -> tuple[Result, dict[str, Any]] | None:
-        """Why a takeover failed: done meanwhile, gone (retention), redacted, or held."""
+        """Why a takeover failed: done meanwhile, gone (retention), redacted, left `processing`
+        by an interrupted attempt (stale), or held by a running one (None)."""
         try:
             current = await self.events.collection.find_one({"_id": svix_id}, WITHOUT_PAYLOAD)
         except PyMongoError as error:
@@ -196,6 +202,9 @@ class CatchUp:
             return "skipped", {"reason": "redacted"}
         if done(current, subs):
             return "already_done", {}
+        lease = current.get("lease_until")
+        if current.get("status") == "processing" and (lease is None or lease < self._now()):
+            return "skipped", {"reason": _STALE}  # an interrupted attempt's: not ours to finish
         return None
 
     async def _apply(
