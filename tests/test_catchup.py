@@ -517,3 +517,35 @@ def test_a_delivery_an_interrupted_attempt_left_processing_is_left_to_replay_sta
         "users:upsert_user": "ok",
         "flaky:count": "ok",
     }
+
+
+def test_reconcile_of_a_plugin_without_reconcilers_says_so(
+    cli: Callable[..., Result], flaky: Path
+) -> None:
+    result = cli("flaky", "--reconcile", CLERK_SECRET_KEY=SECRET)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "catch-up flaky: 0 deliveries: 0 applied, 0 already done, 0 failed, 0 skipped",
+        "reconcile: plugin 'flaky' declares no reconcilers",
+    ]
+
+
+def test_mongodb_not_answering_is_one_line_and_exit_1(cli: Callable[..., Result]) -> None:
+    result = cli("users", MONGODB_URL="mongodb://127.0.0.1:9")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith("clerk-sync: MongoDB: no answer")
+    assert result.stdout == ""
+
+
+def test_plugins_without_a_subcommand_still_lists_them(environ: dict[str, str]) -> None:
+    """`plugins` became the group of `catch-up`; alone, it lists as before."""
+    text = CliRunner().invoke(main, ["plugins"], env=environ)
+    listed = CliRunner().invoke(main, ["plugins", "--json"], env=environ)
+    assert (text.exit_code, listed.exit_code) == (0, 0)
+    assert any(line.split()[:2] == ["billing", "loaded"] for line in text.stdout.splitlines())
+    billing_record = next(p for p in json.loads(listed.stdout) if p["name"] == "billing")
+    assert billing_record["subscriptions"] == [
+        "subscription.*",
+        "subscriptionItem.*",
+        "paymentAttempt.*",
+    ]
