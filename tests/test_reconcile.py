@@ -99,30 +99,42 @@ class FakeClerk:
             if self.flaky.get(key, 0) > 0:
                 self.flaky[key] -= 1
                 return 502, {}, {"errors": []}
-            for name, list_path in LIST_PATHS.items():
-                if path == list_path:
-                    served = self.pages_served.get(path, 0)
-                    if path in self.fail_after and served >= self.fail_after[path]:
-                        return 500, {}, {"errors": []}
-                    self.pages_served[path] = served + 1
-                    items = sorted(self.objects[name], key=lambda o: o["created_at"])
-                    page = items[offset : offset + limit]
-                    if name == "users":
-                        return 200, {}, page
-                    return 200, {}, {"data": page, "total_count": len(items)}
-            parts = path.strip("/").split("/")
-            if len(parts) == 3 and parts[1] in SINGLE:
-                found = [o for o in self.objects[SINGLE[parts[1]]] if o["id"] == parts[2]]
-                return (200, {}, found[0]) if found else (404, {}, {"errors": []})
-            if len(parts) == 4 and parts[1] == "organizations" and parts[3] == "memberships":
-                data = [
-                    m
-                    for m in self.objects["memberships"]
-                    if m["organization"]["id"] == parts[2]
-                    and m["public_user_data"]["user_id"] == query.get("user_id")
-                ]
-                return 200, {}, {"data": data, "total_count": len(data)}
-            return 404, {}, {"errors": []}
+            return self.route(path, query, offset, limit)
+
+    def failing(self, path: str) -> bool:
+        """Count a page of `path`; True once `fail_after` says the server fails for good."""
+        served = self.pages_served.get(path, 0)
+        if path in self.fail_after and served >= self.fail_after[path]:
+            return True
+        self.pages_served[path] = served + 1
+        return False
+
+    def route(
+        self, path: str, query: dict[str, str], offset: int, limit: int
+    ) -> tuple[int, dict[str, str], Any]:
+        """The answer of one endpoint (called under the lock, after the injected failures)."""
+        for name, list_path in LIST_PATHS.items():
+            if path == list_path:
+                if self.failing(path):
+                    return 500, {}, {"errors": []}
+                items = sorted(self.objects[name], key=lambda o: o["created_at"])
+                page = items[offset : offset + limit]
+                if name == "users":
+                    return 200, {}, page
+                return 200, {}, {"data": page, "total_count": len(items)}
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[1] in SINGLE:
+            found = [o for o in self.objects[SINGLE[parts[1]]] if o["id"] == parts[2]]
+            return (200, {}, found[0]) if found else (404, {}, {"errors": []})
+        if len(parts) == 4 and parts[1] == "organizations" and parts[3] == "memberships":
+            data = [
+                m
+                for m in self.objects["memberships"]
+                if m["organization"]["id"] == parts[2]
+                and m["public_user_data"]["user_id"] == query.get("user_id")
+            ]
+            return 200, {}, {"data": data, "total_count": len(data)}
+        return 404, {}, {"errors": []}
 
     def list_requests(self, path: str) -> list[int]:
         return [int(q.get("offset", 0)) for p, q in self.requests if p == path]
