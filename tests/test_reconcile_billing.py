@@ -14,7 +14,15 @@ import pytest
 from clerk_sync.auth.entitlements import Subject, entitlements_of
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import upsert_if_newer
-from clerk_sync.reconcile import MARKER, Options, Report, ensure_indexes, reconcile, resources
+from clerk_sync.reconcile import (
+    MARKER,
+    Options,
+    Report,
+    ensure_indexes,
+    reconcile,
+    reconcile_plugin,
+    resources,
+)
 from clerk_sync.testing import envelope, sample
 from tests.clerk_api import (
     FEATURES,
@@ -300,3 +308,49 @@ async def test_a_subscription_webhook_after_reconcile_is_applied_over_it(
         (after,) = await stored(r.db, "billing_subscriptions")
     assert before["latest_payment_id"] is None
     assert (after["status"], after["latest_payment_id"]) == ("canceled", later["latest_payment_id"])
+
+
+async def test_free_plan_items_are_listed_and_a_dry_run_writes_nothing(
+    clerk: SpecClerk, other_db: Db
+) -> None:
+    """Items of a free plan are asked for (`include_free=true`, which Clerk's listing does not
+    default to); a dry run names each object it would create and writes nothing."""
+    subscription_active_state(clerk)
+    free = numbered_item(7)
+    free["plan"] = free["plan"] | {"id": "cplan_free", "slug": "free", "name": "Free", "amount": 0}
+    free["plan_id"] = "cplan_free"
+    clerk.objects["subscription_items"].append(backend_item(free, None))
+    dry = await run(other_db, clerk, dry_run=True)
+    assert dry.ok, dry.as_dict()
+    assert {(d.resource, d.clerk_id, d.kind) for d in dry.differences} == {
+        ("plans", "cplan_39cetQEPMkpqyNDST4gyAvQm9ny", "missing"),
+        ("subscription_items", "csub_item_3BWPl2lweQhtnnaeLCDXOyc1eyr", "missing"),
+        ("subscription_items", "csub_item_7", "missing"),
+    }  # no payer is stored yet, so no subscription is asked for
+    assert sorted(await other_db.list_collection_names()) == []
+    assert (await run(other_db, clerk)).ok
+    items = await stored(other_db, "billing_subscription_items")
+    assert {i["clerk_id"]: i["plan"]["slug"] for i in items} == {
+        "csub_item_3BWPl2lweQhtnnaeLCDXOyc1eyr": "pro",
+        "csub_item_7": "free",
+    }
+
+
+async def test_one_plugins_reconcilers_run_alone(clerk: SpecClerk, other_db: Db) -> None:
+    """`reconcile_plugin` (what `plugins catch-up NAME --reconcile` runs) reconciles the
+    resources the billing plugin declares, and nothing else."""
+    from clerk_sync_billing import plugin as billing
+
+    subscription_active_state(clerk)
+    client = make_client(clerk)
+    try:
+        report = await reconcile_plugin(other_db, client, billing, now=lambda: FIXED_NOW)
+    finally:
+        await client.aclose()
+    assert report.ok, report.as_dict()
+    assert [r.resource for r in report.resources] == list(BILLING)
+    assert {p for p, _ in clerk.requests} == {
+        "/v1/billing/plans",
+        ITEMS,
+        f"/v1/users/{MAYA}/billing/subscription",
+    }

@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from clerk_sync_users.invites import WaitlistEntry
 from click.testing import CliRunner
+from odmantic import AIOEngine
 
 from clerk_sync.cli.reconcile import reconcile as reconcile_command
 from clerk_sync.events import timestamp_from_clerk
@@ -198,6 +200,8 @@ async def test_waitlist_entries_converge_and_a_deleted_entry_is_tombstoned(
     }
     assert docs["wle_gone"]["email_address"] is None
     assert docs["wle_gone"]["deleted_at"] == FIXED_NOW
+    engine = AIOEngine(client=db.client, database=db.name)  # the tombstone loads as the model
+    assert len(await engine.find(WaitlistEntry, WaitlistEntry.deleted == True)) == 1  # noqa: E712
     assert report.resources[0].counts == {
         "created": 1,
         "updated": 1,

@@ -49,6 +49,7 @@ class WaitlistEntry(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+    deleted_at: datetime | None = None  # set by reconcile when Clerk deleted the entry
 
 
 #: The status an invitation event implies when the payload carries none.
