@@ -206,7 +206,7 @@ async def test_plugins_listing_names_the_resources_each_plugin_reconciles(runnin
     async with running(plugins=None) as r:
         listing = await (await r.client.get("/plugins")).get_json()
     by_name = {p["name"]: p["reconciles"] for p in listing["plugins"]}
-    assert by_name["users"] == ["users"]
+    assert by_name["users"] == ["users", "invitations", "waitlist_entries"]
     assert by_name["organizations"] == [
         "organizations",
         "memberships",
@@ -215,6 +215,6 @@ async def test_plugins_listing_names_the_resources_each_plugin_reconciles(runnin
         "domains",
     ]
     assert by_name["sessions"] == []
-    # the built-in billing plugin is discovered like the others (its data has no reconcile yet)
-    assert by_name["billing"] == []
+    # the built-in billing plugin is discovered like the others
+    assert by_name["billing"] == ["plans", "subscription_items", "subscriptions"]
     assert {p["name"]: p["status"] for p in listing["plugins"]}["billing"] == "loaded"

@@ -90,25 +90,30 @@ async def run_catch_up(
 
 
 def run_reconcilers(settings: Settings, plugin: Plugin, *, interactive: bool) -> Report:
-    """Reconcile the resources `plugin` declares reconcilers for, with that plugin only."""
-    from clerk_sync.reconcile import Options, run_reconcile
+    """`reconcile_plugin`: the resources `plugin` declares reconcilers for, that plugin only."""
+    return asyncio.run(_reconcile_plugin(settings, plugin, interactive=interactive))
+
+
+async def _reconcile_plugin(settings: Settings, plugin: Plugin, *, interactive: bool) -> Report:
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    from clerk_sync.reconcile import ClerkClient, Options, plugin_resources, reconcile_plugin
 
     assert settings.mongodb_url is not None
     assert settings.clerk_secret_key is not None
     options = Options(
-        resources=tuple(r.resource for r in plugin.reconcilers),
+        resources=plugin_resources(plugin),
         progress=(lambda line: click.echo(line, err=True)) if interactive else None,
     )
-    return asyncio.run(
-        run_reconcile(
-            settings.mongodb_url.get_secret_value(),
-            settings.mongodb_db,
-            settings.clerk_api_url,
-            settings.clerk_secret_key.get_secret_value(),
-            options,
-            plugins=[plugin],
-        )
+    mongo: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
+        settings.mongodb_url.get_secret_value(), tz_aware=True, appname="clerk-sync-catch-up"
     )
+    client = ClerkClient(settings.clerk_api_url, settings.clerk_secret_key.get_secret_value())
+    try:
+        return await reconcile_plugin(mongo[settings.mongodb_db], client, plugin, options)
+    finally:
+        await client.aclose()
+        mongo.close()
 
 
 def summary(report: CatchUpReport) -> str:
