@@ -11,7 +11,9 @@ twice at the same time (a recording handler counts overlapping calls).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +33,7 @@ from clerk_sync.testing import envelope, new_svix_id, sample
 from tests import test_cli, test_reconcile
 from tests.conftest import Runner, Running
 from tests.test_billing_projections import ATTEMPT_EVENTS, ITEM_EVENTS, SUBSCRIPTION_EVENTS
+from tests.test_plugin_loading import install_fake_distribution
 from tests.test_reconcile import SECRET, FakeClerk, user
 
 BILLING_EVENTS = [*SUBSCRIPTION_EVENTS, *ITEM_EVENTS, *ATTEMPT_EVENTS]
@@ -194,19 +197,73 @@ def test_a_plugin_not_installed_or_disabled_is_one_line_and_exit_2(
     assert "webhook_events" not in db.list_collection_names()
 
 
+CRM = """
+    from clerk_sync import Plugin
+
+    plugin = Plugin("crm")
+
+    @plugin.on("user.created")
+    async def contact_from_sign_up(event, ctx):
+        name = f"{event.data['first_name']} {event.data['last_name']}"
+        contacts = ctx.engine.database.crm_contacts
+        await contacts.update_one(
+            {"clerk_id": event.data["id"]}, {"$set": {"name": name}}, upsert=True
+        )
+
+    @plugin.reconciler("users", collection="crm_contacts", cleared={"name": None})
+    def contact(user):
+        return {"name": f"{user['first_name']} {user['last_name']}"}
+"""
+
+
+@pytest.fixture
+def crm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installed plugin `crm`: a handler and a users reconciler, both into `crm_contacts`."""
+    site = tmp_path / "crm-site"
+    site.mkdir()
+    install_fake_distribution(site, "crm", CRM)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    yield
+    sys.modules.pop("fake_plugin_crm", None)
+
+
+@pytest.mark.usefixtures("crm")
 def test_reconcile_then_runs_the_plugins_reconcilers(
-    cli: Callable[..., Result], db: Any, clerk: FakeClerk
+    cli: Callable[..., Result], running: Runner, db: Any, clerk: FakeClerk
 ) -> None:
-    """`catch-up users --reconcile --json`: nothing to catch up, then the users reconciler
-    creates the user the Backend API lists; the JSON has its report."""
-    clerk.objects["users"] = [user("user_listed", 5, "Listed")]
-    result = cli("users", "--reconcile", "--json", CLERK_SECRET_KEY=SECRET, CLERK_API_URL=clerk.url)
+    """A plugin installed after a sign-up: `catch-up crm --reconcile --json` applies the
+    recorded `user.created`, then its users reconciler adds the user whose webhook never came;
+    the JSON has both reports."""
+    svix_id = new_svix_id()
+
+    async def deliver() -> list[str]:
+        async with running(plugins=None, clerk_sync_plugins=("users",)) as r:
+            return await post_all(r, [(svix_id, sample("user.created"))])
+
+    assert asyncio.run(deliver()) == ["processed"]
+    clerk.objects["users"] = [
+        test_reconcile.sample_object("user.created"),
+        user("user_listed", 5, "Listed"),
+    ]
+
+    result = cli("crm", "--reconcile", "--json", CLERK_SECRET_KEY=SECRET, CLERK_API_URL=clerk.url)
+
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
-    assert (body["applied"], body["deliveries"]) == (0, [])
+    assert body["deliveries"] == [{"svix_id": svix_id, "type": "user.created", "result": "applied"}]
     [resource] = body["reconcile"]["resources"]
-    assert (resource["resource"], resource["counts"]["created"]) == ("users", 1)
-    assert db.users.find_one({"clerk_id": "user_listed"})["first_name"] == "Listed"
+    assert (resource["resource"], resource["ok"], resource["counts"]["created"]) == (
+        "users",
+        True,
+        1,
+    )
+    contacts = {d["clerk_id"]: d["name"] for d in db.crm_contacts.find()}
+    assert contacts == {
+        "user_3AvkQGK8zGLvRC091k2sjGGUeLN": "Maya Okafor",
+        "user_listed": "Listed Doe",
+    }
+    assert set(db.users.distinct("clerk_id")) == {"user_3AvkQGK8zGLvRC091k2sjGGUeLN"}
 
 
 def test_reconcile_without_a_secret_key_is_refused_before_anything_runs(
