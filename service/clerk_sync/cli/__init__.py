@@ -1,11 +1,10 @@
 """The `clerk-sync` command line. Exit codes: 0 ok, 1 a check or operation failed, 2 bad usage
 or configuration.
 
-One module per command group (`check`, `db`, `events` with `replay`, `plugins` with
-`catchup`, `reconcile`, `send_test`),
-`scaffold` for `plugin new`, `server` for `serve` (with `preflight`, what serve refuses, and
-`devmode`, the development mode's files), `support` for what they share. The top layer: it may
-import any layer of the core; nothing in the core imports it.
+One module per command group (`check`, `db`, `events` with `replay`, `plugins` with `catchup`,
+`reconcile`, `send_test`), `scaffold` for `plugin new`, `server` for `serve` (with `preflight`,
+what serve refuses, and `devmode`, the development mode's files), `support` for what they share.
+The top layer: it may import any layer of the core; nothing in the core imports it.
 """
 
 from __future__ import annotations
