@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +38,11 @@ BAD_PLUGINS = {
 
 
 def install_fake_distribution(root: Path, name: str, source: str) -> None:
-    """Put a module and a dist-info with a `clerk_sync.plugins` entry point on sys.path."""
+    """Put a module and a dist-info with a `clerk_sync.plugins` entry point on sys.path; a
+    module of that name an earlier test imported in this process is forgotten, so the entry
+    point loads this source."""
     module = f"fake_plugin_{name}"
+    sys.modules.pop(module, None)
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"fake_plugin_{name}-1.2.3.dist-info"
     info.mkdir()
