@@ -85,6 +85,8 @@ def parse(args: list[str]) -> str:
     command: click.Command = main
     while isinstance(command, click.Group):
         rest = [*ctx._protected_args, *ctx.args]
+        if not rest and command.invoke_without_command:  # `clerk-sync plugins` lists
+            break
         name, sub, rest = command.resolve_command(ctx, rest)
         assert name is not None
         assert sub is not None
@@ -99,6 +101,8 @@ def every_command(group: click.Group = main, prefix: str = "clerk-sync") -> set[
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
             paths |= every_command(command, path)
+            if command.invoke_without_command:
+                paths.add(path)
         else:
             paths.add(path)
     return paths
@@ -113,6 +117,7 @@ OPERATOR_COMMANDS = {
     "clerk-sync events replay",
     "clerk-sync plugin new",
     "clerk-sync plugins",
+    "clerk-sync plugins catch-up",
 }
 
 

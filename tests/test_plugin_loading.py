@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -37,8 +38,11 @@ BAD_PLUGINS = {
 
 
 def install_fake_distribution(root: Path, name: str, source: str) -> None:
-    """Put a module and a dist-info with a `clerk_sync.plugins` entry point on sys.path."""
+    """Put a module and a dist-info with a `clerk_sync.plugins` entry point on sys.path; a
+    module of that name an earlier test imported in this process is forgotten, so the entry
+    point loads this source."""
     module = f"fake_plugin_{name}"
+    sys.modules.pop(module, None)
     (root / f"{module}.py").write_text(textwrap.dedent(source))
     info = root / f"fake_plugin_{name}-1.2.3.dist-info"
     info.mkdir()
@@ -206,7 +210,7 @@ async def test_plugins_listing_names_the_resources_each_plugin_reconciles(runnin
     async with running(plugins=None) as r:
         listing = await (await r.client.get("/plugins")).get_json()
     by_name = {p["name"]: p["reconciles"] for p in listing["plugins"]}
-    assert by_name["users"] == ["users"]
+    assert by_name["users"] == ["users", "invitations", "waitlist_entries"]
     assert by_name["organizations"] == [
         "organizations",
         "memberships",
@@ -215,6 +219,6 @@ async def test_plugins_listing_names_the_resources_each_plugin_reconciles(runnin
         "domains",
     ]
     assert by_name["sessions"] == []
-    # the built-in billing plugin is discovered like the others (its data has no reconcile yet)
-    assert by_name["billing"] == []
+    # the built-in billing plugin is discovered like the others
+    assert by_name["billing"] == ["plans", "subscription_items", "subscriptions"]
     assert {p["name"]: p["status"] for p in listing["plugins"]}["billing"] == "loaded"

@@ -7,6 +7,7 @@ import importlib
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -98,30 +99,42 @@ class FakeClerk:
             if self.flaky.get(key, 0) > 0:
                 self.flaky[key] -= 1
                 return 502, {}, {"errors": []}
-            for name, list_path in LIST_PATHS.items():
-                if path == list_path:
-                    served = self.pages_served.get(path, 0)
-                    if path in self.fail_after and served >= self.fail_after[path]:
-                        return 500, {}, {"errors": []}
-                    self.pages_served[path] = served + 1
-                    items = sorted(self.objects[name], key=lambda o: o["created_at"])
-                    page = items[offset : offset + limit]
-                    if name == "users":
-                        return 200, {}, page
-                    return 200, {}, {"data": page, "total_count": len(items)}
-            parts = path.strip("/").split("/")
-            if len(parts) == 3 and parts[1] in SINGLE:
-                found = [o for o in self.objects[SINGLE[parts[1]]] if o["id"] == parts[2]]
-                return (200, {}, found[0]) if found else (404, {}, {"errors": []})
-            if len(parts) == 4 and parts[1] == "organizations" and parts[3] == "memberships":
-                data = [
-                    m
-                    for m in self.objects["memberships"]
-                    if m["organization"]["id"] == parts[2]
-                    and m["public_user_data"]["user_id"] == query.get("user_id")
-                ]
-                return 200, {}, {"data": data, "total_count": len(data)}
-            return 404, {}, {"errors": []}
+            return self.route(path, query, offset, limit)
+
+    def failing(self, path: str) -> bool:
+        """Count a page of `path`; True once `fail_after` says the server fails for good."""
+        served = self.pages_served.get(path, 0)
+        if path in self.fail_after and served >= self.fail_after[path]:
+            return True
+        self.pages_served[path] = served + 1
+        return False
+
+    def route(
+        self, path: str, query: dict[str, str], offset: int, limit: int
+    ) -> tuple[int, dict[str, str], Any]:
+        """The answer of one endpoint (called under the lock, after the injected failures)."""
+        for name, list_path in LIST_PATHS.items():
+            if path == list_path:
+                if self.failing(path):
+                    return 500, {}, {"errors": []}
+                items = sorted(self.objects[name], key=lambda o: o["created_at"])
+                page = items[offset : offset + limit]
+                if name == "users":
+                    return 200, {}, page
+                return 200, {}, {"data": page, "total_count": len(items)}
+        parts = path.strip("/").split("/")
+        if len(parts) == 3 and parts[1] in SINGLE:
+            found = [o for o in self.objects[SINGLE[parts[1]]] if o["id"] == parts[2]]
+            return (200, {}, found[0]) if found else (404, {}, {"errors": []})
+        if len(parts) == 4 and parts[1] == "organizations" and parts[3] == "memberships":
+            data = [
+                m
+                for m in self.objects["memberships"]
+                if m["organization"]["id"] == parts[2]
+                and m["public_user_data"]["user_id"] == query.get("user_id")
+            ]
+            return 200, {}, {"data": data, "total_count": len(data)}
+        return 404, {}, {"errors": []}
 
     def list_requests(self, path: str) -> list[int]:
         return [int(q.get("offset", 0)) for p, q in self.requests if p == path]
@@ -130,7 +143,13 @@ class FakeClerk:
 @pytest.fixture
 def clerk() -> Iterator[FakeClerk]:
     """A FakeClerk served over HTTP on 127.0.0.1 from a thread."""
-    fake = FakeClerk()
+    with served(FakeClerk()) as fake:
+        yield fake
+
+
+@contextmanager
+def served[F: FakeClerk](fake: F) -> Iterator[F]:
+    """Serve `fake` (a FakeClerk or a subclass) over HTTP on 127.0.0.1 from a thread."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -311,7 +330,8 @@ async def seed(db: Db, clerk: FakeClerk) -> None:
     """Fill MongoDB (through the webhook write path) and the fake server with the scenario."""
     await ensure_indexes(db)
     specs = resources()
-    for name, spec in specs.items():
+    for name in COLLECTIONS:
+        spec = specs[name]
         server, stored, dead = scenario(name)
         clerk.objects[name] = server
         for obj in stored:
@@ -403,7 +423,10 @@ def make_client(clerk: FakeClerk, sleep: Sleeps | None = None, attempts: int = 3
 
 
 async def run(db: Db, clerk: FakeClerk, **options: Any) -> Report:
+    """Reconcile with pages of 2; by default the resources of COLLECTIONS (the billing and
+    sign-up resources have their own modules: test_reconcile_billing, test_reconcile_signups)."""
     client = make_client(clerk)
+    options.setdefault("resources", tuple(COLLECTIONS))
     try:
         return await reconcile(db, client, Options(page_size=2, **options), now=lambda: FIXED_NOW)
     finally:
@@ -423,7 +446,8 @@ async def test_reconcile_converges_on_clerk_without_overwriting_newer(
     sleeps = Sleeps()
     client = make_client(clerk, sleeps)
     try:
-        report = await reconcile(db, client, Options(page_size=2), now=lambda: FIXED_NOW)
+        options = Options(page_size=2, resources=tuple(COLLECTIONS))
+        report = await reconcile(db, client, options, now=lambda: FIXED_NOW)
     finally:
         await client.aclose()
     assert report.ok, report.as_dict()

@@ -36,6 +36,30 @@ async def organization_settings(org_id: str) -> Response:
     return jsonify(org_id=org_id, editable_by=clerk.current_session().user_id)
 
 
+@pages.get("/reports")
+@clerk.require_plan("pro")
+async def reports() -> Response:
+    return jsonify(plan="pro", user_id=clerk.current_session().user_id)
+
+
+@pages.get("/exports.csv")
+@clerk.require_feature("csv_exports")
+async def csv_export() -> Response:
+    return Response("id,total\n", mimetype="text/csv")
+
+
+@pages.get("/orgs/<org_id>/members")
+@clerk.require_permission("org:sys_memberships:read")
+async def organization_members(org_id: str) -> Response:
+    return jsonify(org_id=org_id, readable_by=clerk.current_session().user_id)
+
+
+async def users_on_pro(app: Quart, user_ids: list[str]) -> list[str]:
+    """A back-end job (no request, no token): which of these users have the plan `pro` now."""
+    async with app.app_context():
+        return [u for u in user_ids if "pro" in (await clerk.entitlements(user_id=u))["plans"]]
+
+
 def create_app() -> Quart:
     app = Quart(__name__)
     app.register_blueprint(pages)

@@ -17,8 +17,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from motor.motor_asyncio import AsyncIOMotorClient
+from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
-from quart_app import create_app
+from quart_app import create_app, users_on_pro
 
 from clerk_sync.testing import TEST_SECRET, sample, signed_headers
 
@@ -30,6 +32,7 @@ PUBLIC_PEM = (
 )
 MAYA = json.loads(sample("user.created"))["data"]["id"]
 ORG = json.loads(sample("organization.created"))["data"]["id"]
+PRO = json.loads(sample("subscriptionItem.active"))["data"]["plan"]  # Maya's plan in the samples
 
 
 def token(user_id: str) -> dict[str, str]:
@@ -39,21 +42,27 @@ def token(user_id: str) -> dict[str, str]:
 
 
 @pytest.fixture
-async def client(
+async def app(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, mongodb_url: str, mongodb_db: str
-) -> AsyncIterator[QuartClient]:
+) -> AsyncIterator[Quart]:
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name, value in {
         "MONGODB_URL": mongodb_url,
         "MONGODB_DB": mongodb_db,
         "CLERK_WEBHOOK_SIGNING_SECRET": TEST_SECRET,
         "CLERK_JWT_KEY": PUBLIC_PEM,
-        "CLERK_SYNC_PLUGINS": "users,organizations",
+        "CLERK_SYNC_PLUGINS": "users,organizations,billing",
         "LOG_FORMAT": "json",
     }.items():
         monkeypatch.setenv(name, value)
-    async with create_app().test_app() as app:
-        yield app.test_client()
+    app = create_app()
+    async with app.test_app():  # runs start-up and shut-down
+        yield app
+
+
+@pytest.fixture
+def client(app: Quart) -> QuartClient:
+    return app.test_client()
 
 
 async def deliver(client: QuartClient, event_type: str) -> Any:
@@ -81,3 +90,47 @@ async def test_organization_settings_are_for_its_admins_only(client: QuartClient
     assert await admin.get_json() == {"org_id": ORG, "editable_by": MAYA}
     assert (outsider.status_code, (await outsider.get_json())["reason"]) == (403, "not_a_member")
     assert await home.get_data(as_text=True) == "Northwind"
+
+
+async def test_a_paid_route_needs_the_plan_and_a_job_sees_the_same(
+    app: Quart, client: QuartClient
+) -> None:
+    before = await client.get("/reports", headers=token(MAYA))
+    assert await deliver(client, "subscriptionItem.active") == "processed"
+    after = await client.get("/reports", headers=token(MAYA))
+    other = await client.get("/reports", headers=token("user_2outsider"))
+    assert (before.status_code, (await before.get_json())["reason"]) == (403, "plan_required")
+    assert await after.get_json() == {"plan": "pro", "user_id": MAYA}
+    assert other.status_code == 403
+    assert await users_on_pro(app, [MAYA, "user_2outsider"]) == [MAYA]
+
+
+@pytest.fixture
+async def plans(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Any]:
+    """`billing_plans`, which `clerk-sync reconcile` fills from the Backend API (Clerk sends
+    no plan webhooks); the test stores a plan as it would."""
+    mongo: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(mongodb_url)
+    try:
+        yield mongo[mongodb_db].billing_plans
+    finally:
+        mongo.close()
+
+
+async def test_a_feature_flag_follows_the_plans_features(client: QuartClient, plans: Any) -> None:
+    assert await deliver(client, "subscriptionItem.active") == "processed"
+    await plans.insert_one({"clerk_id": PRO["id"], "slug": PRO["slug"], "features": []})
+    without = await client.get("/exports.csv", headers=token(MAYA))
+    await plans.update_one({"clerk_id": PRO["id"]}, {"$set": {"features": ["csv_exports"]}})
+    granted = await client.get("/exports.csv", headers=token(MAYA))
+    assert (without.status_code, (await without.get_json())["reason"]) == (403, "feature_required")
+    assert (granted.status_code, await granted.get_data(as_text=True)) == (200, "id,total\n")
+
+
+async def test_the_members_list_needs_the_permission(client: QuartClient) -> None:
+    """Maya's membership in the samples carries `org:sys_memberships:read`."""
+    for event_type in ("user.created", "organization.created", "organizationMembership.created"):
+        assert await deliver(client, event_type) == "processed"
+    member = await client.get(f"/orgs/{ORG}/members", headers=token(MAYA))
+    outsider = await client.get(f"/orgs/{ORG}/members", headers=token("user_2outsider"))
+    assert await member.get_json() == {"org_id": ORG, "readable_by": MAYA}
+    assert (outsider.status_code, (await outsider.get_json())["reason"]) == (403, "not_a_member")

@@ -1,10 +1,10 @@
 """The `clerk-sync` command line. Exit codes: 0 ok, 1 a check or operation failed, 2 bad usage
 or configuration.
 
-One module per command group (`check`, `db`, `events` with `replay`, `reconcile`, `send_test`),
-`scaffold` for `plugin new`, `server` for `serve` (with `preflight`, what serve refuses, and
-`devmode`, the development mode's files), `support` for what they share. The top layer: it may
-import any layer of the core; nothing in the core imports it.
+One module per command group (`check`, `db`, `events` with `replay`, `plugins` with `catchup`,
+`reconcile`, `send_test`), `scaffold` for `plugin new`, `server` for `serve` (with `preflight`,
+what serve refuses, and `devmode`, the development mode's files), `support` for what they share.
+The top layer: it may import any layer of the core; nothing in the core imports it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import click
 from clerk_sync.cli.check import check
 from clerk_sync.cli.db import db
 from clerk_sync.cli.events import events
+from clerk_sync.cli.plugins import plugins
 from clerk_sync.cli.reconcile import reconcile
 from clerk_sync.cli.send_test import send_test
 from clerk_sync.cli.support import FAILED, fail, settings_or_exit
@@ -74,28 +75,6 @@ def serve(host: str, port: int, workers: int, server_name: str, dev: bool) -> No
     sys.exit(code)
 
 
-@main.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def plugins_command(as_json: bool) -> None:
-    """List discovered plugins with version, distribution, subscriptions, status and error.
-
-    Exits 1 when a plugin failed to load."""
-    import orjson
-
-    from clerk_sync.plugins import discover, load_plugins
-
-    records = load_plugins(discover(), settings_or_exit())
-    if as_json:
-        click.echo(orjson.dumps([r.as_dict() for r in records]).decode())
-    else:
-        for r in records:
-            subs = ", ".join(r.subscriptions) or "-"
-            click.echo(f"{r.name:<16} {r.status:<9} {r.version or '-':<10} {subs}")
-            if r.error:
-                click.echo(f"  error: {r.error}")
-    sys.exit(1 if any(r.status == "failed" for r in records) else 0)
-
-
 @main.group()
 def plugin() -> None:
     """Write plugins: `clerk-sync plugin new NAME` starts one."""
@@ -146,5 +125,6 @@ def plugin_new(name: str, directory: Path) -> None:
 main.add_command(check)
 main.add_command(send_test)
 main.add_command(events)
+main.add_command(plugins)
 main.add_command(reconcile)
 main.add_command(db)

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 @click.option("--roles", is_flag=True, help="Reconcile organization roles.")
 @click.option("--permissions", is_flag=True, help="Reconcile organization permissions.")
 @click.option("--domains", is_flag=True, help="Reconcile organization domains.")
+@click.option("--invitations", is_flag=True, help="Reconcile application invitations.")
+@click.option("--waitlist-entries", is_flag=True, help="Reconcile waitlist entries.")
+@click.option("--plans", is_flag=True, help="Reconcile billing plans and their features.")
+@click.option("--subscription-items", is_flag=True, help="Reconcile billing subscription items.")
+@click.option(
+    "--subscriptions", is_flag=True, help="Reconcile the billing subscription of each payer."
+)
 @click.option(
     "--since",
     type=Since(),
@@ -68,6 +75,11 @@ def reconcile(
     roles: bool,
     permissions: bool,
     domains: bool,
+    invitations: bool,
+    waitlist_entries: bool,
+    plans: bool,
+    subscription_items: bool,
+    subscriptions: bool,
     since: datetime | None,
     dry_run: bool,
     as_json: bool,
@@ -84,7 +96,8 @@ def reconcile(
     """
     from clerk_sync.reconcile import RESOURCES, Options, iter_lines
 
-    flags = (users, organizations, memberships, roles, permissions, domains)
+    flags: tuple[bool, ...] = (users, organizations, memberships, roles, permissions, domains)
+    flags += (invitations, waitlist_entries, plans, subscription_items, subscriptions)
     chosen = tuple(name for name, wanted in zip(RESOURCES, flags, strict=True) if wanted)
     interactive = sys.stderr.isatty() and not as_json
     options = Options(

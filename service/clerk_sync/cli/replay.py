@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
-from pymongo.errors import PyMongoError
 
 from clerk_sync.cli.support import (
     FAILED,
     OK,
     Since,
     echo_json,
-    fail,
-    one_line,
+    run_or_exit,
     settings_or_exit,
     with_store_or_exit,
 )
-from clerk_sync.errors import ClerkSyncError, StoreUnavailable
+from clerk_sync.errors import StoreUnavailable
 from clerk_sync.webhooks.replaying import REPLAYABLE, replay_one
 
 if TYPE_CHECKING:
@@ -146,14 +143,7 @@ def replay_events(
     settings = with_store_or_exit(settings_or_exit())
     if sys.stderr.isatty() and settings.log_level in ("debug", "info"):
         settings = settings.model_copy(update={"log_level": "warning"})
-    try:
-        tally = asyncio.run(_replay(settings, svix_id, status, since, as_json))
-    except StoreUnavailable as error:
-        fail(str(error), FAILED)
-    except PyMongoError as error:
-        fail(f"MongoDB: {one_line(error)}", FAILED)
-    except ClerkSyncError as error:
-        fail(str(error))
+    tally = run_or_exit(_replay(settings, svix_id, status, since, as_json))
     if as_json:
         echo_json(tally.as_dict())
     else:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
-from clerk_sync.errors import ClerkSyncError
+from clerk_sync.errors import ClerkSyncError, StoreUnavailable
 from clerk_sync.settings import Settings, load_settings
 
 #: Exit codes scripts can rely on.
@@ -55,6 +57,21 @@ def with_store_or_exit(settings: Settings) -> Settings:
 
     url = SecretStr(mongodb_url_or_exit(settings))
     return settings.model_copy(update={"mongodb_url": url})
+
+
+def run_or_exit[T](work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end; MongoDB unreachable exits 1 with one line, any other
+    `ClerkSyncError` (configuration, a plugin) exits 2."""
+    from pymongo.errors import PyMongoError
+
+    try:
+        return asyncio.run(work)
+    except StoreUnavailable as error:
+        fail(str(error), FAILED)
+    except PyMongoError as error:
+        fail(f"MongoDB: {one_line(error)}", FAILED)
+    except ClerkSyncError as error:
+        fail(str(error))
 
 
 def echo_json(value: object) -> None:

@@ -33,6 +33,11 @@ RECONCILABLE: tuple[str, ...] = (
     "roles",
     "permissions",
     "domains",
+    "invitations",
+    "waitlist_entries",
+    "plans",
+    "subscription_items",
+    "subscriptions",
 )
 
 
@@ -79,7 +84,10 @@ class Reconciler:
     of its document in `collection`; reconcile writes them order-safely (`upsert_if_newer`).
     `cleared` is what a tombstone leaves of a document Clerk no longer has. `parents` maps a
     document field to a collection: a document whose parent there is tombstoned is tombstoned
-    too, after every write and when reconcile tombstones the parent.
+    too, after every write and when reconcile tombstones the parent. `fill`, when given,
+    projects fields written only where the stored document has none (null or absent), whatever
+    the order of the writes: what one source knows of an object and another does not (the
+    subscription of a billing item), so no write empties it again.
     """
 
     plugin: str
@@ -88,6 +96,7 @@ class Reconciler:
     project: Projection
     cleared: Mapping[str, Any]
     parents: Mapping[str, str] = field(default_factory=dict)
+    fill: Projection | None = None
 
 
 class Plugin:
@@ -142,6 +151,7 @@ class Plugin:
         collection: str,
         cleared: Mapping[str, Any],
         parents: Mapping[str, str] | None = None,
+        fill: Projection | None = None,
     ) -> Callable[[Projection], Projection]:
         """Register how this plugin projects Backend API objects of `resource` into `collection`.
 
@@ -157,13 +167,19 @@ class Plugin:
             raise PluginError(f"plugin {self.name!r}: two reconcilers for {resource!r}")
 
         def register(func: Projection) -> Projection:
-            if inspect.iscoroutinefunction(func) or not callable(func):
+            if any(inspect.iscoroutinefunction(f) or not callable(f) for f in (func, fill or func)):
                 raise PluginError(
                     f"plugin {self.name!r}: reconciler for {resource!r} must be a plain function"
                 )
             self.reconcilers.append(
                 Reconciler(
-                    self.name, resource, collection, func, dict(cleared), dict(parents or {})
+                    self.name,
+                    resource,
+                    collection,
+                    func,
+                    dict(cleared),
+                    dict(parents or {}),
+                    fill,
                 )
             )
             return func

@@ -8,7 +8,10 @@ tombstoned only when Clerk answers that they are gone. Progress is checkpointed 
 `reconcile_state`, so an interrupted run resumes where it stopped; documents seen by a run carry
 its id in `last_reconciled_run`.
 
-Modules: `client` (the Backend API), `runner` (a whole run), `resource` (one resource's run),
+Modules: `client` (the Backend API, with `catalog`, `signups` and `billing` for the listings
+beyond users, organizations and memberships), `listing` (what a resource's run lists and which
+resources are never tombstoned), `runner` (a whole run, or one plugin's reconcilers),
+`resource` (one resource's run),
 `apply` (one object), `checkpoint`, `report` (options, outcome counts), `metrics` (textfile and
 Pushgateway). May import `clerk_sync.plugins`, `clerk_sync.events`, `clerk_sync.storage`,
 `clerk_sync.settings` and `clerk_sync.errors`; never HTTP code, the delivery path or the CLI.
@@ -34,7 +37,9 @@ from clerk_sync.reconcile.report import (
 from clerk_sync.reconcile.runner import (
     ensure_indexes,
     loaded_plugins,
+    plugin_resources,
     reconcile,
+    reconcile_plugin,
     reconcilers,
     resources,
     run_reconcile,
@@ -56,8 +61,10 @@ __all__ = [
     "iter_lines",
     "loaded_plugins",
     "metrics_registry",
+    "plugin_resources",
     "previous_last_success",
     "reconcile",
+    "reconcile_plugin",
     "reconcilers",
     "resources",
     "retry_after_seconds",

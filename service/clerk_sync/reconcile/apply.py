@@ -24,11 +24,12 @@ from clerk_sync.reconcile.report import (
 from clerk_sync.storage.projection import tombstone, upsert_if_newer
 
 if TYPE_CHECKING:
-    from motor.motor_asyncio import AsyncIOMotorDatabase
+    from motor.motor_asyncio import AsyncIOMotorCollection, AsyncIOMotorDatabase
 
     from clerk_sync.plugins import Reconciler
 
     type Database = AsyncIOMotorDatabase[dict[str, Any]]
+    type Collection = AsyncIOMotorCollection[dict[str, Any]]
 
 
 def classify(
@@ -47,6 +48,33 @@ def classify(
     if any(aware(existing.get(name)) != value for name, value in fields.items()):
         return "differs"
     return None
+
+
+def fills(existing: Mapping[str, Any] | None, filled: Mapping[str, Any]) -> bool:
+    """Whether a `fill` would change the stored document: a field it names is null or absent
+    there (a tombstone is never filled)."""
+    if not filled:
+        return False
+    if existing is None:
+        return True
+    if existing.get("deleted") is True:
+        return False
+    return any(
+        name not in existing or (existing[name] is None and value is not None)
+        for name, value in filled.items()
+    )
+
+
+async def fill_missing(collection: Collection, clerk_id: str, filled: Mapping[str, Any]) -> bool:
+    """Set each field of `filled` where the live document has none (null or absent), as the
+    webhook handlers do for fields only some events carry; whether the document changed."""
+    if not filled:
+        return False
+    values = {name: {"$ifNull": [f"${name}", {"$literal": v}]} for name, v in filled.items()}
+    result = await collection.update_one(
+        {"clerk_id": clerk_id, "deleted": {"$ne": True}}, [{"$set": values}]
+    )
+    return result.modified_count > 0
 
 
 _OUTCOME_OF: dict[DiffKind | None, Outcome] = {
@@ -90,8 +118,13 @@ class Applier:
             report.counts["unchanged"] += 1
             return
         fields = rec.project(obj)
+        filled = rec.fill(obj) if rec.fill is not None else {}
         kind = classify(existing, fields, updated_at)
-        outcome = _OUTCOME_OF[kind]
+        if kind in (None, "newer-in-db") and fills(existing, filled):
+            kind = "differs" if kind is None else kind
+            outcome: Outcome = "updated"
+        else:
+            outcome = _OUTCOME_OF[kind]
         if kind is not None and self.options.dry_run:
             db_updated = aware(existing.get("updated_at")) if existing else None
             report.differences.append(
@@ -100,23 +133,33 @@ class Applier:
         if self.options.dry_run or outcome == "unchanged":
             report.counts[outcome] += 1
             return
-        report.counts[await self._write(rec, clerk_id, fields, updated_at, outcome)] += 1
+        upsert = kind != "newer-in-db"
+        written = await self._write(rec, clerk_id, fields, filled, updated_at, upsert=upsert)
+        report.counts["failed" if written is None else outcome if written else "unchanged"] += 1
 
     async def _write(
         self,
         rec: Reconciler,
         clerk_id: str,
         fields: Mapping[str, Any],
+        filled: Mapping[str, Any],
         updated_at: datetime | None,
-        outcome: Outcome,
-    ) -> Outcome:
+        *,
+        upsert: bool,
+    ) -> bool | None:
+        """Write the object (unless only its `fill` fields are wanted), then fill them; whether
+        anything changed, None when a write failed."""
+        collection = self.db[rec.collection]
         try:
-            applied = await upsert_if_newer(self.db[rec.collection], clerk_id, fields, updated_at)
+            applied = upsert and (
+                await upsert_if_newer(collection, clerk_id, fields, updated_at) == "applied"
+            )
+            changed = await fill_missing(collection, clerk_id, filled)
             await self.follow_parents(rec, clerk_id, fields)
         except PyMongoError:
-            return "failed"
-        # "stale": a webhook stored a newer version (or a tombstone) after we read the document
-        return outcome if applied == "applied" else "unchanged"
+            return None
+        # not applied: a webhook stored a newer version (or a tombstone) after we read it
+        return applied or changed
 
     async def follow_parents(
         self, rec: Reconciler, clerk_id: str, fields: Mapping[str, Any]

@@ -36,7 +36,9 @@ MAX_DOMAINS = 500
 _ORDER = "+created_at"  # new objects append at the end, so offsets stay valid
 
 
-def _json(model: BaseModel) -> dict[str, Any]:
+def as_json(model: BaseModel) -> dict[str, Any]:
+    """An SDK model as the JSON object Clerk sent (`client.json_of`, which cannot be imported
+    here)."""
     dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
     return dumped
 
@@ -66,7 +68,7 @@ async def page(client: ClerkClient, resource: str, *, offset: int, limit: int) -
         )
     else:
         raise ValueError(f"unknown resource {resource!r}")
-    return [_json(item) for item in listed.data], listed.total_count
+    return [as_json(item) for item in listed.data], listed.total_count
 
 
 async def current(
@@ -80,13 +82,13 @@ async def current(
             f"GET /v1/organization_roles/{clerk_id}",
             lambda: sdk.organization_roles.get_async(organization_role_id=clerk_id),
         )
-        return None if role is None else _json(role)
+        return None if role is None else as_json(role)
     if resource == "permissions":
         permission = await client.call(
             f"GET /v1/organization_permissions/{clerk_id}",
             lambda: sdk.organization_permissions.get_async(permission_id=clerk_id),
         )
-        return None if permission is None else _json(permission)
+        return None if permission is None else as_json(permission)
     return await _domain(client, doc)
 
 
@@ -101,5 +103,5 @@ async def _domain(client: ClerkClient, doc: Mapping[str, Any]) -> dict[str, Any]
             organization_id=organization_id, limit=MAX_DOMAINS
         ),
     )
-    domains = [] if found is None else [_json(d) for d in found.data]
+    domains = [] if found is None else [as_json(d) for d in found.data]
     return next((d for d in domains if d.get("id") == doc["clerk_id"]), None)

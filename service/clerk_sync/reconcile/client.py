@@ -28,7 +28,7 @@ from clerk_backend_api.models import (
 )
 from clerk_backend_api.utils import BackoffStrategy, RetryConfig
 
-from clerk_sync.reconcile import catalog
+from clerk_sync.reconcile import billing, catalog, signups
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -137,7 +137,7 @@ class ClerkClient:
 
     @property
     def sdk(self) -> Clerk:
-        """The SDK, for the listings of `clerk_sync.reconcile.catalog`."""
+        """The SDK, for the listings of `catalog`, `signups` and `billing`."""
         return self._sdk
 
     async def aclose(self) -> None:
@@ -191,6 +191,10 @@ class ClerkClient:
         order = "+created_at"  # new objects append at the end, so offsets stay valid
         if resource in catalog.RESOURCES:
             return await catalog.page(self, resource, offset=offset, limit=limit)
+        if resource in signups.RESOURCES:
+            return await signups.page(self, resource, offset=offset, limit=limit)
+        if resource in billing.RESOURCES:
+            return await billing.page(self, resource, offset=offset, limit=limit)
         listed: Organizations | OrganizationMemberships
         if resource == "users":
             users = await self.listing(
@@ -226,6 +230,10 @@ class ClerkClient:
             return await self.organization(doc["clerk_id"])
         if resource in catalog.RESOURCES:
             return await catalog.current(self, resource, doc)
+        if resource in signups.RESOURCES:
+            return await signups.current(self, resource, doc)
+        if resource in billing.RESOURCES:
+            return await billing.current(self, resource, doc)
         organization_id, user_id = doc.get("organization_id"), doc.get("user_id")
         if not isinstance(organization_id, str) or not isinstance(user_id, str):
             return None

@@ -46,7 +46,8 @@ class ResourceReport:
     resource: str
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     complete: bool = False
-    tombstoning: Literal["done", "skipped", "refused", "not-reached"] = "not-reached"
+    #: "kept": re-checked, never tombstoned (`listing.KEPT`)
+    tombstoning: Literal["done", "kept", "skipped", "refused", "not-reached"] = "not-reached"
     resumed_from: int | None = None
     pages: int = 0
     listed: int = 0
@@ -123,7 +124,7 @@ def iter_lines(report: Report) -> Iterable[str]:
         state = "ok" if r.ok else ("incomplete" if not r.complete else "failed")
         resumed = f" resumed@{r.resumed_from}" if r.resumed_from is not None else ""
         line = f"{r.resource:<14} {state:<10} {counts} pages={r.pages}{resumed}"
-        if r.tombstoning != "done":
+        if r.tombstoning not in ("done", "kept"):
             line += f" tombstoning={r.tombstoning}"
         yield line + (f" error={r.error}" if r.error else "")
     for d in report.differences:

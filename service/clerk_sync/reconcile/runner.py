@@ -7,6 +7,7 @@ MongoDB is the plugins' business, declared with `Plugin.reconciler` (docs/plugin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from clerk_sync.plugins import discover, load_plugins
 from clerk_sync.reconcile.apply import Applier
 from clerk_sync.reconcile.client import ClerkClient, RetryPolicy, Sleep
+from clerk_sync.reconcile.listing import listing_for
 from clerk_sync.reconcile.report import RESOURCES, Options, Report
 from clerk_sync.reconcile.resource import ResourceRun
 from clerk_sync.settings import load_settings
@@ -67,7 +69,7 @@ async def reconcile(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     plugins: Iterable[Plugin] | None = None,
 ) -> Report:
-    """Reconcile the chosen resources in order (users, organizations, memberships)."""
+    """Reconcile the chosen resources in `RESOURCES` order (users, organizations, …)."""
     started = time.monotonic()
     chosen = loaded_plugins() if plugins is None else list(plugins)
     declared = reconcilers(chosen)
@@ -78,11 +80,37 @@ async def reconcile(
     for name in RESOURCES:
         if name in options.resources:
             own = [rec for rec in declared if rec.resource == name]
-            run = ResourceRun(applier, client, name, own, _progress(options))
+            listing = listing_for(name, client, db, declared)
+            run = ResourceRun(applier, listing, name, own, _progress(options))
             report.resources.append(await run.run())
     report.duration_seconds = time.monotonic() - started
     report.requests, report.rate_limited = client.requests, client.rate_limited
     return report
+
+
+def plugin_resources(plugin: Plugin) -> tuple[str, ...]:
+    """The resources `plugin` reconciles, in `RESOURCES` order."""
+    declared = {rec.resource for rec in plugin.reconcilers}
+    return tuple(name for name in RESOURCES if name in declared)
+
+
+async def reconcile_plugin(
+    db: Database,
+    client: ClerkClient,
+    plugin: Plugin,
+    options: Options | None = None,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Report:
+    """Run one plugin's reconcilers only, over the resources it declares (those of `options`
+    among them when given): what `plugins catch-up NAME --reconcile` needs."""
+    chosen = plugin_resources(plugin)
+    if options is None:
+        options = Options(resources=chosen)
+    else:
+        wanted = tuple(name for name in chosen if name in options.resources)
+        options = dataclasses.replace(options, resources=wanted)
+    return await reconcile(db, client, options, now=now, plugins=[plugin])
 
 
 def _progress(options: Options) -> Callable[[str], None]:

@@ -191,6 +191,45 @@ class DeliveryLog:
             return_document=ReturnDocument.BEFORE,
         )
 
+    async def take_for(
+        self,
+        svix_id: str,
+        keys: Iterable[str],
+        *,
+        token: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> dict[str, Any] | None:
+        """Take the lease of a recorded delivery to run the handlers `keys` (catch-up); the
+        whole document before, or None when it is not takeable now.
+
+        Takeable: finished (`processed`, `ignored`, `failed`), not redacted, and at least one of
+        `keys` not yet `ok`. A `processing` delivery belongs to an attempt, running or
+        interrupted, whose other handlers may not have run: it is left to that attempt, or to
+        whatever finishes an interrupted one (a redelivery, the sweeper, `events replay
+        --stale`), so no handler runs twice at once and none is skipped; `rejected` ones hold
+        no event."""
+        takeable = {
+            "_id": svix_id,
+            "status": {"$in": ["processed", "ignored", "failed"]},
+            "redacted": {"$ne": True},  # its handlers would see "[redacted]", not the event
+            "$or": [{f"handlers.{key}.status": {"$ne": "ok"}} for key in keys],
+        }
+        taken = {
+            "status": "processing",
+            "lease_until": lease_until,
+            "lease_token": token,
+            "last_attempt_at": now,
+        }
+        try:
+            return await self.collection.find_one_and_update(
+                takeable,
+                {"$set": taken, "$inc": {"attempts": 1}},
+                return_document=ReturnDocument.BEFORE,
+            )
+        except PyMongoError as error:
+            raise StoreUnavailable("MongoDB is unavailable") from error
+
     async def finish(
         self,
         svix_id: str,

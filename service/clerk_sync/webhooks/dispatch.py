@@ -4,7 +4,7 @@ outcome and answer (DESIGN.md webhook contract, step 6). Plain async, no Quart."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,15 +64,21 @@ class Dispatcher:
     ) -> Answer:
         """Run `subs` under the lease `token` (ending at `lease_end`); each handler's status
         goes into `d.handlers` before the outcome is written."""
+        by_key, store_down = await self.run(event, subs)
+        d.handlers = {k: v["status"] for k, v in by_key.items()}
+        return await self._settle(d.svix_id, token, by_key, store_down, lease_end)
+
+    async def run(
+        self, event: Event, subs: Sequence[Subscription]
+    ) -> tuple[dict[str, dict[str, Any]], bool]:
+        """Run `subs` concurrently, each isolated and under the handler timeout; their outcomes
+        for the delivery record by handler key, and whether MongoDB was lost meanwhile."""
         if len(subs) == 1:
             results = [await self._run(subs[0], event)]
         else:
             results = await asyncio.gather(*(self._run(sub, event) for sub in subs))
-        outcomes = [outcome for outcome, _ in results]
-        store_down = any(down for _, down in results)
-        by_key = {sub.key: outcome for sub, outcome in zip(subs, outcomes, strict=True)}
-        d.handlers = {k: v["status"] for k, v in by_key.items()}
-        return await self._settle(d.svix_id, token, by_key, store_down, lease_end)
+        by_key = {sub.key: outcome for sub, (outcome, _) in zip(subs, results, strict=True)}
+        return by_key, any(down for _, down in results)
 
     async def _settle(
         self,

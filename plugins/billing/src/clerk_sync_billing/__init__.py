@@ -1,6 +1,7 @@
 """Built-in plugin `billing`: Clerk Billing subscriptions, subscription items and payment
 attempts in MongoDB (`billing_subscriptions`, `billing_subscription_items`,
-`billing_payment_attempts`).
+`billing_payment_attempts`), and the plans with their features (`billing_plans`, from
+`clerk-sync reconcile` only: Clerk sends no plan webhooks).
 
 Every write is order-safe (`upsert_if_newer` on `updated_at`): Svix does not keep order, and
 several events of one item or attempt share its id. A subscription's embedded items are applied
@@ -21,14 +22,38 @@ from clerk_sync_billing.fields import (
     project_payment_attempt,
     project_subscription,
 )
-from clerk_sync_billing.models import PaymentAttempt, Subscription, SubscriptionItem
+from clerk_sync_billing.listed import (
+    NOT_TOMBSTONED,
+    item_fill,
+    project_plan,
+    reconciled_item,
+    reconciled_subscription,
+    subscription_fill,
+)
+from clerk_sync_billing.models import PaymentAttempt, Plan, Subscription, SubscriptionItem
 
 if TYPE_CHECKING:
     from motor.motor_asyncio import AsyncIOMotorCollection
 
-__all__ = ["PaymentAttempt", "Subscription", "SubscriptionItem", "plugin"]
+__all__ = ["PaymentAttempt", "Plan", "Subscription", "SubscriptionItem", "plugin"]
 
-plugin = Plugin("billing", models=[Subscription, SubscriptionItem, PaymentAttempt])
+plugin = Plugin("billing", models=[Subscription, SubscriptionItem, PaymentAttempt, Plan])
+
+# `clerk-sync reconcile`: plans, the listed items, then each payer's subscription (its items
+# with it); the webhook projections, without emptying what only webhooks know (`listed`)
+plugin.reconciler("plans", collection="billing_plans", cleared=NOT_TOMBSTONED)(project_plan)
+plugin.reconciler(
+    "subscription_items",
+    collection="billing_subscription_items",
+    cleared=NOT_TOMBSTONED,
+    fill=item_fill,
+)(reconciled_item)
+plugin.reconciler(
+    "subscriptions",
+    collection="billing_subscriptions",
+    cleared=NOT_TOMBSTONED,
+    fill=subscription_fill,
+)(reconciled_subscription)
 
 type Collection = AsyncIOMotorCollection[dict[str, Any]]
 

@@ -37,15 +37,28 @@ def payer_fields(payer: object, payer_id: object = None) -> dict[str, str | None
     }
 
 
+def plan_price(plan: dict[str, Any]) -> tuple[int | None, str | None]:
+    """`amount` (minor units) and `currency` of a plan: webhooks send them on the plan, the
+    Backend API in its monthly `fee` (`{amount, amount_formatted, currency, …}`)."""
+    fee = dict_or_empty(plan.get("fee"))
+    amount = int_or_none(plan.get("amount"))
+    currency = str_or_none(plan.get("currency"))
+    return (
+        int_or_none(fee.get("amount")) if amount is None else amount,
+        str_or_none(fee.get("currency")) if currency is None else currency,
+    )
+
+
 def plan_summary(plan: object) -> dict[str, Any] | None:
     """`slug`, `name`, `amount` (minor units), `currency`, `is_recurring` of an embedded plan."""
     if not isinstance(plan, dict):
         return None
+    amount, currency = plan_price(plan)
     return {
         "slug": str_or_none(plan.get("slug")),
         "name": str_or_none(plan.get("name")),
-        "amount": int_or_none(plan.get("amount")),
-        "currency": str_or_none(plan.get("currency")),
+        "amount": amount,
+        "currency": currency,
         "is_recurring": bool_or_none(plan.get("is_recurring")),
     }
 
@@ -54,7 +67,7 @@ def item_identity(
     data: dict[str, Any], subscription_id: str | None = None, payer: object = None
 ) -> dict[str, str | None]:
     """The identity fields of an item; a subscription's embedded items take its id and payer."""
-    own = payer_fields(data.get("payer"))
+    own = payer_fields(data.get("payer"), data.get("payer_id"))
     inherited = payer_fields(payer)
     return {
         "subscription_id": id_or_none(data.get("subscription_id")) or subscription_id,
@@ -88,11 +101,13 @@ def ids_of(items: object) -> list[str]:
 
 
 def project_subscription(data: dict[str, Any]) -> dict[str, Any]:
-    """The stored fields of a subscription; its items are stored on their own."""
+    """The stored fields of a subscription; its items are stored on their own (`items` in
+    webhooks, `subscription_items` in the Backend API)."""
+    items = data.get("items")
     return {
         "status": str_or_none(data.get("status")),
         **payer_fields(data.get("payer"), data.get("payer_id")),
-        "item_ids": ids_of(data.get("items")),
+        "item_ids": ids_of(data.get("subscription_items") if items is None else items),
         "latest_payment_id": id_or_none(data.get("latest_payment_id")),
         "active_at": timestamp_from_clerk(data.get("active_at")),
         "past_due_at": timestamp_from_clerk(data.get("past_due_at")),

@@ -81,3 +81,21 @@ class PaymentAttempt(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+
+
+class Plan(Model):
+    """A plan of the instance, from the Backend API only (Clerk sends no plan webhooks): where
+    the features of a plan are read from. `updated_at` is null: Clerk's plan has no such time."""
+
+    model_config = {"collection": "billing_plans"}  # noqa: RUF012 - see above
+
+    clerk_id: str = Field(unique=True)
+    slug: str | None = Field(default=None, index=True)
+    name: str | None = None
+    for_payer_type: str | None = None
+    is_default: bool | None = None
+    amount: int | None = None
+    currency: str | None = None
+    features: list[str] = Field(default_factory=list)
+    updated_at: datetime | None = None
+    deleted: bool = False

@@ -12,8 +12,12 @@ from clerk_sync import Context, Event, Plugin
 from clerk_sync.events import timestamp_from_clerk
 from clerk_sync.projection import dict_or_empty, str_or_none, tombstone, upsert_if_newer
 from clerk_sync_users.invites import (
+    INVITATION_CLEARED,
+    WAITLIST_CLEARED,
     AppInvitation,
     WaitlistEntry,
+    project_invitation,
+    project_waitlist_entry,
     upsert_app_invitation,
     upsert_waitlist_entry,
 )
@@ -109,8 +113,15 @@ def project_user(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-#: `clerk-sync reconcile` applies Backend API users with the same projection as webhooks.
+#: `clerk-sync reconcile` applies Backend API users, invitations and waitlist entries with the
+#: same projections as webhooks (an invitation's status is in the object: no event implies it)
 plugin.reconciler("users", collection="users", cleared=SCRUBBED)(project_user)
+plugin.reconciler("invitations", collection="invitations", cleared=INVITATION_CLEARED)(
+    project_invitation
+)
+plugin.reconciler("waitlist_entries", collection="waitlist_entries", cleared=WAITLIST_CLEARED)(
+    project_waitlist_entry
+)
 
 
 @plugin.on("user.created", "user.updated")

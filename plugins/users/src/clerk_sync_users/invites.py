@@ -1,8 +1,10 @@
 """App-level invitations (`invitation.*`) and waitlist entries (`waitlistEntry.*`) of the
 `users` plugin: models, projections and handlers (registered in `__init__`).
 
-Neither is ever deleted by Clerk (invitations are revoked, entries change status); both follow
-the `updated_at` ordering guard. An invitation's `url` is never stored: it carries a sign-up
+No webhook deletes either (invitations are revoked, entries change status); both follow the
+`updated_at` ordering guard. A waitlist entry deleted through the Backend API is found by
+`clerk-sync reconcile`, which tombstones it (`WAITLIST_CLEARED`); invitations are never
+tombstoned. An invitation's `url` is never stored: it carries a sign-up
 ticket.
 """
 
@@ -47,6 +49,7 @@ class WaitlistEntry(Model):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     deleted: bool = False
+    deleted_at: datetime | None = None  # set by reconcile when Clerk deleted the entry
 
 
 #: The status an invitation event implies when the payload carries none.
@@ -55,7 +58,7 @@ INVITATION_STATUS_OF_EVENT = {
     "invitation.accepted": "accepted",
     "invitation.revoked": "revoked",
 }
-#: Nothing is deleted, so reconcile never tombstones these; what it would clear all the same.
+#: Reconcile never tombstones an invitation (Clerk revokes, never deletes); what it would clear.
 INVITATION_CLEARED: dict[str, Any] = {
     "email_address": None,
     "public_metadata": {},
@@ -63,6 +66,7 @@ INVITATION_CLEARED: dict[str, Any] = {
     "created_at": None,
     "updated_at": None,
 }
+#: What reconcile leaves of a waitlist entry Clerk no longer has: its id and status.
 WAITLIST_CLEARED: dict[str, Any] = {
     "email_address": None,
     "is_locked": None,
