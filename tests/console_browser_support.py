@@ -107,9 +107,11 @@ def axe_violations(driver: webdriver.Chrome) -> list[dict[str, Any]]:
 
 
 def full_page_screenshot(driver: webdriver.Chrome, path: Path) -> None:
-    """The whole page as one PNG: the window is made as tall as the document first."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1280, min(max(int(height) + 80, 600), 4000))
+    """The whole page as one PNG: the window is made as tall as the document first (twice:
+    a taller window can lay the page out anew)."""
+    for _ in range(2):
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1280, min(max(int(height) + 140, 600), 6000))
     path.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(path))
     driver.set_window_size(1280, 1000)
