@@ -4,6 +4,7 @@
     python -m bench --rounds 1 --deliveries 100 --output /tmp/quick.md   # a quick look
     python -m bench profile          # pyinstrument profiles into bench/profiles/
     python -m bench driver           # client CPU per command: motor vs PyMongo async (driver.py)
+    python -m bench console          # the console's list over 100,000 deliveries (console.py)
 
 MongoDB: the embedded store that `clerk-sync serve` starts when MONGODB_URL is unset (and one
 more for the peer), or the server at BENCH_MONGODB_URL (each server gets its own database,
@@ -35,7 +36,9 @@ DEFAULTS = {"rounds": 5, "deliveries": 400, "levels": "1,16,64", "micro": 300, "
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", nargs="?", choices=("all", "profile", "driver"), default="all")
+    parser.add_argument(
+        "what", nargs="?", choices=("all", "profile", "driver", "console"), default="all"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -68,6 +71,9 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         "target compares with it); none: only clerk-sync and the peer",
     )
     parser.add_argument("--commands", type=int, default=2000, help="driver: per client and round")
+    parser.add_argument(
+        "--console-deliveries", type=int, default=100_000, help="console: deliveries stored"
+    )
     parser.add_argument("--output", type=Path, help="markdown file (default: dated, in results/)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     return parser.parse_args(argv)
@@ -162,6 +168,33 @@ def run_all(args: argparse.Namespace, argv: list[str]) -> str:
     return text
 
 
+def _console(args: argparse.Namespace, argv: list[str]) -> str:
+    """The console benchmark; the in-memory store unless --store sqlite or BENCH_MONGODB_URL."""
+    from bench import console
+
+    mongodb_url = os.environ.get("BENCH_MONGODB_URL") or None
+    memory = args.store == "memory" or "--store" not in argv
+    workdir = Path(tempfile.mkdtemp(prefix="clerk-sync-bench-console-"))
+    store = None
+    if not mongodb_url:
+        store = MemoryProcess(workdir) if memory else EmbeddedProcess(workdir / "console")
+        mongodb_url = store.start()
+    try:
+        text = console.run(mongodb_url, args.console_deliveries, _log)
+    finally:
+        if store is not None:
+            store.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    store_name = _store_description(os.environ.get("BENCH_MONGODB_URL"), memory)
+    info = report.machine(os.getloadavg())
+    machine = "; ".join(f"{k}: {v}" for k, v in info.items())
+    text += f"\nStore: {store_name}.\n\nMachine: {machine}.\n\n"
+    text += f"Command: `python -m bench {shlex.join(argv)}`\n"
+    path = console.write(text, args.output.parent if args.output else RESULTS)
+    _log(f"wrote {path}")
+    return text
+
+
 def _compared(args: argparse.Namespace) -> str | None:
     name: str = args.compare_server
     return None if name in ("none", args.clerk_sync_server) else name
@@ -222,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                 store=args.store if "--store" in argv else "memory",
             )
         )
+    elif args.what == "console":
+        print(_console(args, argv))
     elif args.what == "profile":
         from bench import hotpath
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the non-Python tools the test suite drives: promtool/prometheus and nginx (Debian), the
-# Kubernetes CRD validators (npm) and checkov. Idempotent; does nothing when they are present.
+# Installs the non-Python tools the test suite drives: promtool/prometheus, nginx, Chromium and
+# chromedriver (Debian), the Kubernetes CRD validators (npm) and checkov. Idempotent; does nothing
+# when they are present.
 #
 # The npm validators and checkov are kept outside the clone, in a cache keyed by their versions
 # (CLERK_SYNC_TOOLS_CACHE, default ${XDG_CACHE_HOME:-~/.cache}/clerk-sync; tests/tools.py reads
@@ -50,6 +51,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
         -o DPkg::Lock::Timeout=600 nginx >/dev/null
     if [ -n "$POLICY" ]; then $SUDO rm -f "$POLICY"; fi
     ($SUDO systemctl disable --now nginx >/dev/null 2>&1 || $SUDO service nginx stop >/dev/null 2>&1) || true
+fi
+
+# Chromium and its WebDriver (Debian) run the console's browser test (tests/test_console_browser.py),
+# which drives /usr/bin/chromium through /usr/bin/chromedriver with Selenium; nothing is downloaded
+# at test time.
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+    SUDO=""
+    if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq -o DPkg::Lock::Timeout=600
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        -o DPkg::Lock::Timeout=600 chromium chromium-driver >/dev/null
 fi
 
 # The CRD validators: installed into a scratch directory and renamed into place when complete,

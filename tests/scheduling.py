@@ -31,6 +31,7 @@ SHARED_FIXTURE_MODULES = frozenset(
         "tests/reliability/test_limits.py",  # one server, probed with slow clients
         "tests/reliability/test_body_attacks.py",  # one server, flooded
         "tests/test_docs_commands.py",  # the documented commands' environment
+        "tests/test_console_browser.py",  # one served app and one Chromium for the module
     }
 )
 

@@ -204,6 +204,9 @@ REFUSED = {
     "LOG_LEVEL": "loud",
     "LOG_FORMAT": "xml",
     "CLERK_SYNC_DEV": "maybe",
+    "CLERK_SYNC_CONSOLE_USERS": "user_2operator",  # without CLERK_JWT_KEY or CLERK_JWKS_URL
+    "CLERK_SYNC_CONSOLE_ORG": "org_2operators",
+    "CLERK_SYNC_GRAFANA_URL": "grafana.example/d/clerk-sync",
 }
 #: Settings any value of which `serve` takes (names, paths, lists, URLs only reconcile uses);
 #: MONGODB_DB's empty value is left to the empty-value rules of settings.py.

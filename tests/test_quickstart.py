@@ -92,6 +92,7 @@ def test_readme_loop_syncs_the_first_delivery_and_keeps_its_secret(checkout: Pat
         server = first.start()
         sent, listed, found = run_second_terminal(checkout)
         as_json = shell(".venv/bin/clerk-sync events list --json", checkout, clean_environment())
+        console = httpx.get(f"{server['server_url']}/console/deliveries", timeout=10)
         client: MongoClient[dict[str, Any]] = MongoClient(server["store_url"])
         user = client.clerk_sync.users.find_one({"clerk_id": USER_ID})
         client.close()
@@ -116,6 +117,10 @@ def test_readme_loop_syncs_the_first_delivery_and_keeps_its_secret(checkout: Pat
     banner = "\n".join(first.stderr)
     assert f"webhook URL     {server['server_url']}/webhooks/clerk" in banner
     assert "send-test user.created" in banner
+    # the console of development mode: its URL in the banner, served to 127.0.0.1 without a token
+    assert f"console         {server['server_url']}/console\n" in banner
+    assert console.status_code == 200
+    assert delivery["svix_id"] in console.text
     assert f".clerk-sync/{SECRET_FILE} (shown only on a terminal)" in banner
 
     with make_run(checkout, LOG_FORMAT="console") as again:

@@ -6,7 +6,14 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from clerk_sync.errors import ConfigError
@@ -72,6 +79,9 @@ class Settings(BaseSettings):
     clerk_authorized_parties: Annotated[tuple[str, ...], NoDecode] = ()
     clerk_secret_key: SecretStr | None = None
     clerk_api_url: str = "https://api.clerk.com"
+    clerk_sync_console_users: Annotated[tuple[str, ...], NoDecode] = ()
+    clerk_sync_console_org: str | None = None
+    clerk_sync_grafana_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     log_level: LogLevel = "info"
     log_format: LogFormat = Field(default_factory=_default_log_format)
 
@@ -87,6 +97,7 @@ class Settings(BaseSettings):
         "clerk_sync_disabled_plugins",
         "clerk_sync_required_plugins",
         "clerk_authorized_parties",
+        "clerk_sync_console_users",
         mode="before",
     )
     @classmethod
@@ -107,6 +118,15 @@ class Settings(BaseSettings):
             decode_secret(secret.get_secret_value())
         return value
 
+    @field_validator("clerk_sync_console_users", "clerk_sync_console_org")
+    @classmethod
+    def _console_needs_session_keys(cls, value: object, info: ValidationInfo) -> object:
+        """Console access is by Clerk session token: without a key nothing could be verified."""
+        keys = info.data.get("clerk_jwt_key") or info.data.get("clerk_jwks_url")
+        if value and not keys:
+            raise ValueError("console access needs CLERK_JWT_KEY or CLERK_JWKS_URL to be set")
+        return value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
@@ -116,6 +136,20 @@ class Settings(BaseSettings):
     def lease_seconds(self) -> float:
         """How long a delivery stays claimed: the handler timeout plus room to record outcomes."""
         return self.clerk_sync_handler_timeout + 5.0
+
+    @property
+    def console_access(self) -> bool:
+        """Whether console callers are configured (CLERK_SYNC_CONSOLE_USERS or _ORG)."""
+        return bool(self.clerk_sync_console_users or self.clerk_sync_console_org)
+
+    @property
+    def console_development(self) -> bool:
+        """Development mode with no console callers: `/console` for 127.0.0.1, no token."""
+        return self.clerk_sync_dev and not self.console_access
+
+    @property
+    def console_mounted(self) -> bool:
+        return self.console_access or self.console_development
 
     @property
     def read_api_enabled(self) -> bool:

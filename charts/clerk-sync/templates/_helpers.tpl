@@ -111,6 +111,7 @@ CLERK_AUTHORIZED_PARTIES: {{ . | quote }}
 {{- end }}
 LOG_LEVEL: {{ $c.logLevel | quote }}
 LOG_FORMAT: {{ $c.logFormat | quote }}
+{{- include "clerk-sync.consoleData" . }}
 {{- range $key, $value := .Values.extraEnv }}
 {{ $key }}: {{ $value | toString | quote }}
 {{- end }}
@@ -156,4 +157,26 @@ shut-down delay or finishing requests (DESIGN.md "Shut-down").
 {{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdownDelay (%v, CLERK_SYNC_SHUTDOWN_DELAY) + the server's graceful timeout (%v) = %v seconds" $grace $delay $graceful (addf $delay $graceful)) -}}
 {{- end -}}
 {{- .Values.terminationGracePeriodSeconds | int64 -}}
+{{- end }}
+
+{{/* The console's settings, only when console.enabled; it needs callers and session keys. */}}
+{{- define "clerk-sync.consoleData" -}}
+{{- $console := .Values.console -}}
+{{- if $console.enabled }}
+{{- if not (or $console.users $console.org) }}
+{{- fail "console.enabled needs console.users (CLERK_SYNC_CONSOLE_USERS) or console.org (CLERK_SYNC_CONSOLE_ORG)" }}
+{{- end }}
+{{- if not (or .Values.existingSecret .Values.secrets.jwtKey .Values.config.jwksUrl) }}
+{{- fail "console.enabled needs session-token keys: secrets.jwtKey (CLERK_JWT_KEY) or config.jwksUrl (CLERK_JWKS_URL)" }}
+{{- end }}
+{{- with $console.users }}
+CLERK_SYNC_CONSOLE_USERS: {{ . | quote }}
+{{- end }}
+{{- with $console.org }}
+CLERK_SYNC_CONSOLE_ORG: {{ . | quote }}
+{{- end }}
+{{- with $console.grafanaUrl }}
+CLERK_SYNC_GRAFANA_URL: {{ . | quote }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -147,8 +147,10 @@ def banner(
     secret: str | None,
     show_secret: bool,
     webhook_path: str = "/webhooks/clerk",
+    console_url: str | None = None,
 ) -> str:
-    """The start-up text for the terminal: where to send webhooks, with what, and what next."""
+    """The start-up text for the terminal: where to send webhooks, with what, the console
+    (when mounted), and what next."""
     command = command_name()
     if secret is None:
         signing = "CLERK_WEBHOOK_SIGNING_SECRET (from the environment or .env)"
@@ -156,12 +158,14 @@ def banner(
         signing = f"{secret}  (development only, kept in {data_dir / SECRET_FILE})"
     else:
         signing = f"in {data_dir / SECRET_FILE} (shown only on a terminal)"
+    console = [f"  console         {console_url}"] if console_url else []
     return "\n".join(
         [
             "clerk-sync development mode: MONGODB_URL is not set, using the embedded store",
             f"  webhook URL     {server.server_url}{webhook_path}",
             f"  signing secret  {signing}",
             f"  store           {server.store_url} ({data_dir})",
+            *console,
             "next, in a second terminal in this directory:",
             f"  {command} send-test user.created",
             f"  {command} events list",

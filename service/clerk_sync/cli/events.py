@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from pymongo.errors import PyMongoError
 
-from clerk_sync.cli.replay import handler_errors, replay_events
+from clerk_sync.cli.replay import replay_events
 from clerk_sync.cli.support import (
     FAILED,
     Since,
@@ -21,6 +21,7 @@ from clerk_sync.cli.support import (
     one_line,
     settings_or_exit,
 )
+from clerk_sync.webhooks.replaying import handler_errors
 
 if TYPE_CHECKING:
     from pymongo import MongoClient

@@ -19,27 +19,14 @@ from clerk_sync.cli.support import (
     with_store_or_exit,
 )
 from clerk_sync.errors import StoreUnavailable
+from clerk_sync.webhooks.replaying import REPLAYABLE, replay_one
 
 if TYPE_CHECKING:
     from clerk_sync.runtime import Runtime
     from clerk_sync.settings import Settings
-    from clerk_sync.webhooks.answers import Answer
 
-REPLAYABLE = ("failed", "processing")
-#: what `Receiver.replay` answers for a delivery stored redacted
-REFUSED_STATUS = 410
 STALE = "stale"
 PROGRESS_FROM = 20
-
-
-def handler_errors(document: dict[str, Any]) -> list[str]:
-    """One line per handler of a delivery record that did not succeed."""
-    handlers = document.get("handlers") or {}
-    return [
-        f"{key}: {outcome.get('status')}: {outcome.get('error') or '-'}"
-        for key, outcome in handlers.items()
-        if isinstance(outcome, dict) and outcome.get("status") != "ok"
-    ]
 
 
 @dataclass(slots=True)
@@ -52,11 +39,10 @@ class Tally:
     refused: int = 0
     results: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, svix_id: str, answer: Answer) -> dict[str, Any]:
-        kind = classify(answer)
+    def add(self, result: dict[str, Any]) -> dict[str, Any]:
+        """Count one result of `replay_one`."""
+        kind = result["result"]
         setattr(self, kind, getattr(self, kind) + 1)
-        result = {"svix_id": svix_id, "result": kind, "status": answer.status}
-        result["answer"] = answer.body.get("status") or answer.body.get("error")
         self.results.append(result)
         return result
 
@@ -68,18 +54,6 @@ class Tally:
             "refused": self.refused,
         }
         return {**counts, "deliveries": self.results}
-
-
-def classify(answer: Answer) -> str:
-    """`processed`; `skipped` when there was nothing to do (done, ignored, busy); `refused` for a
-    delivery stored redacted (only Svix can resend it); else `failed`."""
-    if answer.status == REFUSED_STATUS:
-        return "refused"
-    if answer.outcome == "processed":
-        return "processed"
-    if answer.outcome in ("duplicate", "ignored", "in_progress"):
-        return "skipped"
-    return "failed"
 
 
 async def _replayable_ids(runtime: Runtime, status: str, since: datetime | None) -> list[str]:
@@ -103,10 +77,7 @@ async def _replay_all(runtime: Runtime, ids: list[str], tally: Tally, progress: 
     )
     with bar:
         for svix_id in ids:
-            result = tally.add(svix_id, await runtime.receiver.replay(svix_id))
-            if result["result"] == "failed" and result["status"] == 500:
-                stored = await runtime.store.events.get(svix_id)
-                result["errors"] = handler_errors(stored or {})
+            tally.add(await replay_one(runtime.receiver, runtime.store.events, svix_id))
             bar.update(1)
 
 

@@ -67,6 +67,9 @@ def run(
     log = make_logger(settings.log_level, settings.log_format)
     refusals(settings)
     development = development_chosen(settings)
+    # the workers read settings afresh: development mode reaches them only when it is in force
+    # (with MONGODB_URL set, CLERK_SYNC_DEV changes nothing, the console's 127.0.0.1 access too)
+    os.environ["CLERK_SYNC_DEV"] = "1" if development else "0"
     port = bindable_port(host, port)
     with ExitStack() as stack:
         if development:
@@ -128,7 +131,8 @@ def development_mode(
     server = devmode.DevServer(server_url, os.environ["MONGODB_URL"], os.getpid())
     stack.enter_context(devmode.announced(data_dir, server))
     path = settings.clerk_sync_webhook_path
-    show_banner(devmode.banner(server, data_dir, secret, sys.stderr.isatty(), path))
+    console = f"{server_url}/console" if settings.console_mounted else None
+    show_banner(devmode.banner(server, data_dir, secret, sys.stderr.isatty(), path, console))
 
 
 def show_banner(text: str) -> None:

@@ -2,11 +2,12 @@
 
 `ClerkSync(app)` (or `ClerkSync()` then `init_app(app)`) puts on the app what the service
 serves: the webhook receiver at CLERK_SYNC_WEBHOOK_PATH (the plain ASGI endpoint in front of
-Quart), the probes, `/metrics`, `/plugins`, the read API and `/openapi.json`, with MongoDB
-started and stopped by the app's serving hooks. The app's own views use `require_session`,
-`require_org_role`, `current_session` and `current_user`. Everything of one app is kept on the
-app (`app.extensions`); a `ClerkSync` holds only what it was given, so one instance may
-initialise several apps (an app factory) and two apps run side by side in one process.
+Quart), the probes, `/metrics`, `/plugins`, the read API, `/openapi.json` and the console,
+with MongoDB started and stopped by the app's serving hooks. The app's own views use
+`require_session`, `require_org_role`, `current_session` and `current_user`. Everything of one
+app is kept on the app (`app.extensions`); a `ClerkSync` holds only what it was given, so one
+instance may initialise several apps (an app factory) and two apps run side by side in one
+process.
 
 An HTTP module: may import Quart and every layer below (`openapi`, `runtime`, `auth`, ...).
 """
@@ -45,7 +46,9 @@ class ClerkSync:
     `settings` default to the environment (read at `init_app`), `plugins` to the installed
     entry points. Each `False` below leaves that part to the host app: `probes` (`/livez`,
     `/readyz`), `metrics` (`/metrics`), `plugins_route` (`/plugins`), `read_api` (`/api/v1/*`,
-    mounted only when CLERK_JWT_KEY or CLERK_JWKS_URL is set) and `openapi` (`/openapi.json`).
+    mounted only when CLERK_JWT_KEY or CLERK_JWKS_URL is set), `openapi` (`/openapi.json`) and
+    `console` (`/console`, mounted only when CLERK_SYNC_CONSOLE_USERS or _ORG is set, or in
+    development mode for 127.0.0.1; docs/console.md).
     A route the host app already has at one of those paths is never replaced: start-up stops
     with a `ConfigError` naming the route and the argument that switches the part off."""
 
@@ -60,6 +63,7 @@ class ClerkSync:
         plugins_route: bool = True,
         read_api: bool = True,
         openapi: bool = True,
+        console: bool = True,
     ) -> None:
         self.settings = settings
         self.plugins = list(plugins) if plugins is not None else None
@@ -69,6 +73,7 @@ class ClerkSync:
             "plugins_route": plugins_route,
             "read_api": read_api,
             "openapi": openapi,
+            "console": console,
         }
         self._guards: dict[object, Guard] = {}  # wrapped view -> its checks
         if app is not None:

@@ -1,5 +1,6 @@
 """The blueprint `ClerkSync` mounts (probes, `/metrics`, `/plugins`, the read API,
-`/openapi.json`) and the start-up check that none of it clashes with the host app's routes.
+`/openapi.json`, the console) and the start-up check that none of it clashes with the host
+app's routes.
 
 An HTTP module: may import Quart and every layer below.
 """
@@ -13,6 +14,7 @@ from quart import Blueprint, Quart, Response
 
 from clerk_sync.auth.http import json_response
 from clerk_sync.auth.read_api import PREFIX, register_read_api
+from clerk_sync.console import register_console
 from clerk_sync.errors import ConfigError
 from clerk_sync.observability import probes
 from clerk_sync.runtime import Runtime
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from clerk_sync.auth.tokens import TokenVerifier
 
 BLUEPRINT = "clerk_sync"
+CONSOLE = "/console"
 _VARIABLE = re.compile(r"<(?:[^<>:]+:)?[^<>]+>")
 
 #: the argument of `ClerkSync` that switches off the part serving each path
@@ -50,6 +53,8 @@ def blueprint(
         register_read_api(routes, runtime, verifier)
     if parts["openapi"]:
         _openapi(routes, runtime, read_api=read_api, parts=parts)
+    if parts["console"]:
+        register_console(routes, runtime, verifier)
     return routes
 
 
@@ -69,11 +74,20 @@ def check_routes(app: Quart, webhook_path: str) -> None:
                 f"route {rule.rule} ({rule.endpoint}); choose another webhook path"
             )
         if shape in ours and not _is_ours(rule.endpoint):
-            switch = "read_api" if rule.rule.startswith(PREFIX + "/") else SWITCHES[rule.rule]
+            switch = _switch(rule.rule)
             raise ConfigError(
                 f"the app's route {rule.rule} ({rule.endpoint}) clashes with ClerkSync's: "
                 f"pass ClerkSync(..., {switch}=False) to keep the app's own"
             )
+
+
+def _switch(rule: str) -> str:
+    """The argument of `ClerkSync` that switches off the part serving `rule`."""
+    if rule.startswith(PREFIX + "/"):
+        return "read_api"
+    if rule == CONSOLE or rule.startswith(CONSOLE + "/"):
+        return "console"
+    return SWITCHES[rule]
 
 
 def _is_ours(endpoint: str) -> bool:

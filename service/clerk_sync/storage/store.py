@@ -24,6 +24,7 @@ from clerk_sync.storage.claims import (
     record_many,
     record_one,
 )
+from clerk_sync.storage.indexes import REPLACED, query_indexes
 from clerk_sync.storage.reach import Reachability
 
 if TYPE_CHECKING:
@@ -116,13 +117,11 @@ class DeliveryLog:
         current = existing.get("received_at_ttl", {}).get("expireAfterSeconds")
         if current is not None and current != ttl:
             await self.collection.drop_index("received_at_ttl")
-        await self.collection.create_indexes(
-            [
-                IndexModel("received_at", name="received_at_ttl", expireAfterSeconds=ttl),
-                IndexModel([("status", 1), ("received_at", 1)], name="status_received_at"),
-                IndexModel([("type", 1), ("received_at", 1)], name="type_received_at"),
-            ]
-        )
+        for name in REPLACED:
+            if name in existing:
+                await self.collection.drop_index(name)
+        ttl_index = IndexModel("received_at", name="received_at_ttl", expireAfterSeconds=ttl)
+        await self.collection.create_indexes([ttl_index, *query_indexes()])
 
     async def claim(
         self,
