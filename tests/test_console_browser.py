@@ -3,11 +3,14 @@ against the app served by hypercorn, with deliveries sent through the signed web
 
 One served app and one browser for the module (tests/scheduling.py keeps its tests on one
 worker). A missing browser fails the tests, it never skips them (`make test` installs it).
-The screenshots in docs/console/ are made here; axe-core checks each page.
+The screenshots in docs/console/ are made here (`CLERK_SYNC_SCREENSHOTS=1 make test
+ARGS=tests/test_console_browser.py` writes them there; otherwise into a temporary directory, so
+a test run leaves the checkout clean); axe-core checks each page.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +40,16 @@ from tests.console_browser_support import (
 from tests.test_auth import signer
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "console"
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots go: docs/console/ when asked for, else a temporary directory."""
+    if os.environ.get("CLERK_SYNC_SCREENSHOTS") == "1":
+        return DOCS
+    return tmp_path_factory.mktemp("screenshots")
+
+
 OPERATOR = "user_2operator000000000000000"
 ERROR = "CRM answered 503: try again later"
 
@@ -149,7 +162,9 @@ def console(mongodb_url: str) -> Iterator[Console]:
         client.close()
 
 
-def test_the_list_shows_the_deliveries_and_the_filters_narrow_it(console: Console) -> None:
+def test_the_list_shows_the_deliveries_and_the_filters_narrow_it(
+    console: Console, shots: Path
+) -> None:
     ravi = console.send("user.updated", {"id": user_of("ravi"), "object": "user"})
 
     def settled() -> bool:
@@ -160,7 +175,7 @@ def test_the_list_shows_the_deliveries_and_the_filters_narrow_it(console: Consol
     until(settled, "the new delivery is listed with its outcome")
     assert len(console.listed()) >= 11
     console.assert_accessible()
-    full_page_screenshot(console.driver, DOCS / "deliveries.png")
+    full_page_screenshot(console.driver, shots / "deliveries.png")
 
     Select(console.driver.find_element(By.ID, "f-status")).select_by_visible_text("failed")
     console.driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
@@ -180,7 +195,7 @@ def test_the_list_shows_the_deliveries_and_the_filters_narrow_it(console: Consol
 
 
 def test_a_failed_delivery_shows_the_error_and_replay_processes_it_once_fixed(
-    console: Console,
+    console: Console, shots: Path
 ) -> None:
     user_id = user_of("replay")
     console.crm.broken.add(user_id)
@@ -189,7 +204,7 @@ def test_a_failed_delivery_shows_the_error_and_replay_processes_it_once_fixed(
     assert "failed" in console.driver.find_element(By.ID, "delivery-status").text
     assert ERROR in console.text()
     console.assert_accessible()
-    full_page_screenshot(console.driver, DOCS / "delivery.png")
+    full_page_screenshot(console.driver, shots / "delivery.png")
 
     console.driver.find_element(By.XPATH, "//button[text()='Replay this delivery']").click()
     until(lambda: "replayed=" in console.driver.current_url, "the page after the replay")
@@ -203,7 +218,9 @@ def test_a_failed_delivery_shows_the_error_and_replay_processes_it_once_fixed(
     assert "Replay this delivery" not in console.text()
 
 
-def test_the_overview_charts_the_traffic_and_names_the_failing_handler(console: Console) -> None:
+def test_the_overview_charts_the_traffic_and_names_the_failing_handler(
+    console: Console, shots: Path
+) -> None:
     console.open("/console")
     bars = console.driver.find_elements(By.CSS_SELECTOR, "svg rect")
     assert bars
@@ -212,4 +229,4 @@ def test_the_overview_charts_the_traffic_and_names_the_failing_handler(console: 
     links = console.driver.find_elements(By.LINK_TEXT, "Grafana dashboard")
     assert [a.get_attribute("href") for a in links] == ["https://grafana.example/d/clerk-sync"]
     console.assert_accessible()
-    full_page_screenshot(console.driver, DOCS / "overview.png")
+    full_page_screenshot(console.driver, shots / "overview.png")
