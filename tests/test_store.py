@@ -89,6 +89,38 @@ async def test_the_listing_indexes_exist(store: Store) -> None:
     assert "status_received_at" not in indexes
 
 
+async def test_workers_starting_at_once_each_drop_what_the_other_dropped(
+    mongodb_url: str, mongodb_db: str
+) -> None:
+    """Two workers (or replicas) of an upgrade start together: both saw the earlier version's
+    indexes and the old retention, both drop them, and neither fails for the one the other
+    dropped first."""
+    events = None
+    stores = [Store(mongodb_url, mongodb_db) for _ in range(2)]
+    try:
+        await stores[0].ensure_indexes([], retention_days=30)
+        events = stores[0].db[EVENTS]
+        await events.create_index([("status", 1), ("received_at", 1)], name="status_received_at")
+        await events.create_index([("type", 1), ("received_at", 1)], name="type_received_at")
+        seen = await events.index_information()
+        real = events.index_information
+
+        async def both_look_first() -> dict[str, Any]:
+            return seen  # what each saw before either dropped anything
+
+        for store in stores:
+            store.events.collection.index_information = both_look_first  # type: ignore[method-assign]
+        await stores[0].ensure_indexes([], retention_days=7)
+        await stores[1].ensure_indexes([], retention_days=7)
+        indexes = await real()
+    finally:
+        for store in stores:
+            store.close()
+    assert "status_received_at" not in indexes
+    assert "type_received_at" not in indexes
+    assert indexes["received_at_ttl"]["expireAfterSeconds"] == 7 * 86_400
+
+
 async def claim(
     log: DeliveryLog, token: str, now: datetime, target: str = "processing"
 ) -> dict[str, Any] | None:

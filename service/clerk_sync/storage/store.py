@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING, Any
 from motor.motor_asyncio import AsyncIOMotorClient
 from odmantic import AIOEngine
 from pymongo import IndexModel, MongoClient, ReturnDocument, UpdateOne
-from pymongo.errors import ConnectionFailure, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import (
+    ConnectionFailure,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
 
 from clerk_sync.errors import StoreUnavailable
 from clerk_sync.storage.batching import Batcher
@@ -34,6 +39,7 @@ if TYPE_CHECKING:
 EVENTS = "webhook_events"
 TERMINAL = frozenset({"processed", "ignored", "rejected"})
 SERVER_SELECTION_MS = 2000
+INDEX_NOT_FOUND = 27  # MongoDB's error code for dropping an index that is not there
 
 
 def unavailable(error: BaseException) -> bool:
@@ -116,12 +122,21 @@ class DeliveryLog:
         existing = await self.collection.index_information()
         current = existing.get("received_at_ttl", {}).get("expireAfterSeconds")
         if current is not None and current != ttl:
-            await self.collection.drop_index("received_at_ttl")
+            await self._drop_index("received_at_ttl")
         for name in REPLACED:
             if name in existing:
-                await self.collection.drop_index(name)
+                await self._drop_index(name)
         ttl_index = IndexModel("received_at", name="received_at_ttl", expireAfterSeconds=ttl)
         await self.collection.create_indexes([ttl_index, *query_indexes()])
+
+    async def _drop_index(self, name: str) -> None:
+        """Drop `name`; one that another worker or replica starting at once dropped first is
+        gone as wanted."""
+        try:
+            await self.collection.drop_index(name)
+        except OperationFailure as error:
+            if error.code != INDEX_NOT_FOUND:
+                raise
 
     async def claim(
         self,
