@@ -103,7 +103,13 @@ def test_sigterm_fails_readiness_at_once_serves_through_the_delay_and_exits_0(
         readyz = []
         while time.monotonic() - signalled < DELAY - 1.5:
             body, headers = delivery("user.created")
-            answers.append((headers["svix-id"], post(server.url, body, headers)))
+            try:
+                answers.append((headers["svix-id"], post(server.url, body, headers)))
+            except httpx.ConnectError as error:
+                # refused within the delay: say when, and what the server logged
+                elapsed = time.monotonic() - signalled
+                log = "\n".join(server.lines[-40:])
+                raise AssertionError(f"refused {elapsed:.2f} s after SIGTERM:\n{log}") from error
             readyz.append(httpx.get(server.url + "/readyz", timeout=2).status_code)
         livez = httpx.get(server.url + "/livez", timeout=2).status_code
 
