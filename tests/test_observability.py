@@ -8,9 +8,11 @@ import time
 from typing import Any
 
 import pytest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from clerk_sync import Context, Event, Plugin
+from clerk_sync.observability.metrics import Metrics
 from clerk_sync.storage.embedded import EmbeddedThread
 from clerk_sync.testing import TEST_SECRET, envelope, new_svix_id, signed_headers
 from tests.conftest import Runner
@@ -216,3 +218,28 @@ async def test_livez_answers_while_mongodb_is_down(running: Runner) -> None:
         live = await r.client.get("/livez")
         ready = await r.client.get("/readyz")
     assert (live.status_code, ready.status_code) == (200, 503)
+
+
+def test_a_worker_starting_beside_another_skips_its_unsized_file_and_merges_the_rest(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `--workers N` each worker creates its metrics file, and it exists at 0 bytes for a
+    moment before it is sized; a worker building its metrics (or a scrape) in that moment
+    merges the other files and leaves that one out, instead of failing on it."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_424242.db").write_bytes(b"")  # created by a worker, not yet sized
+    other = MmapedDict(str(tmp_path / "counter_515151.db"))
+    key = mmap_key(
+        "clerk_sync_webhooks",
+        "clerk_sync_webhooks_total",
+        ["event_type", "outcome"],
+        ["user.created", "processed"],
+        "Webhook deliveries by event type and outcome.",
+    )
+    other.write_value(key, 3.0, 0.0)
+    other.close()
+
+    text = Metrics().render()[0].decode()
+
+    labels = (("event_type", "user.created"), ("outcome", "processed"))
+    assert samples(text, "clerk_sync_webhooks_total") == {labels: 3.0}

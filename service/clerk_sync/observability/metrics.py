@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,6 +41,24 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:
+        return False
+
+
+class WorkersCollector(MultiProcessCollector):
+    """The merged metrics of every worker's files, leaving out a file that another worker has
+    created and not yet sized: it holds nothing, and prometheus-client 0.26.0 fails the whole
+    merge on it (prometheus/client_python#1199), which made a worker starting beside another
+    fail its start-up, and would fail a scrape."""
+
+    def collect(self) -> Any:
+        pattern = os.path.join(self._path, "*.db")
+        return self.merge([f for f in glob.glob(pattern) if _sized(f)], accumulate=True)  # type: ignore[no-untyped-call]
+
+
 class Metrics:
     """Every metric of DESIGN.md, registered on a registry owned by the app (never the global)."""
 
@@ -53,7 +72,7 @@ class Metrics:
         self._delivery_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._handler_children: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
         if self.multiprocess:
-            MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+            WorkersCollector(self.registry)  # type: ignore[no-untyped-call]
 
     def _delivery_metrics(self, own: CollectorRegistry | None) -> None:
         """Per delivery: its answer, how long it took, how late it arrived."""
