@@ -54,9 +54,12 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
 
 
 def refused(url: str) -> bool:
+    """Whether a new connection is no longer served: refused, or (workers sharing the port
+    close their listeners one after the other) taken into a closing listener's backlog and
+    dropped unanswered."""
     try:
         httpx.get(url + "/livez", timeout=2)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError):
         return True
     return False
 
