@@ -42,9 +42,10 @@ async def store(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Store]:
         opened.close()
 
 
-async def driver_events_seen(seen: Callable[[], bool], within: float = 5.0) -> None:
+async def driver_events_seen(seen: Callable[[], bool], within: float = 15.0) -> None:
     """Wait until `seen()`: the driver's monitor threads report a failed check when they next
-    look at the server (every half second or so while a command waits for one)."""
+    look at the server (every half second or so while a command waits for one; once none
+    waits, at the next regular heartbeat, every 10 s: a loaded machine can miss the first)."""
     deadline = time.monotonic() + within
     while not seen() and time.monotonic() < deadline:  # noqa: ASYNC110 - no event to await
         await asyncio.sleep(0.05)
