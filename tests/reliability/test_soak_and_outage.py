@@ -94,7 +94,11 @@ def test_soak_two_servers_one_database_ends_equal_to_in_order_delivery(
 ) -> None:
     pair = soak_pair
     deliveries, expected = stream("user_soak", USERS, VERSIONS, random.Random(SEED))
-    sender = Sender(pair.urls, concurrency=32)
+    # 8 senders per server: the embedded store answers one command at a time, and with 32 in
+    # its queue on a loaded machine the driver's heartbeat waited past its 2 s timeout behind
+    # them, so the servers answered 503 "storage unavailable" (the store's load, not the soak's
+    # subject: order and exactly-once across two servers)
+    sender = Sender(pair.urls, concurrency=16)
     started = time.monotonic()
     asyncio.run(sender.send_all(deliveries))
     took = time.monotonic() - started
