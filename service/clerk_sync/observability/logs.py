@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Mapping
@@ -25,11 +26,15 @@ _PATTERNS = (
     re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"),
     re.compile(r"\+\d[\d ().-]{6,}\d"),
 )
+#: any of the patterns: most values match none, and one search tells so
+_ANY_PATTERN = re.compile("|".join(f"(?:{p.pattern})" for p in _PATTERNS))
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 
 
 def scrub_text(text: str) -> str:
     """Replace secrets, tokens, signatures, e-mail addresses and phone numbers in free text."""
+    if _ANY_PATTERN.search(text) is None:
+        return text
     for pattern in _PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text
@@ -37,7 +42,7 @@ def scrub_text(text: str) -> str:
 
 def scrub(value: Any, key: str = "") -> Any:
     """Redact a value: sensitive keys wholesale, strings by pattern, containers recursively."""
-    if key and key not in _SAFE_KEYS and _SENSITIVE_KEY.search(key):
+    if key and _sensitive(key):
         return REDACTED if value not in (None, "", [], {}) else value
     if isinstance(value, str):
         return scrub_text(value)
@@ -48,6 +53,12 @@ def scrub(value: Any, key: str = "") -> Any:
     if isinstance(value, int | float | bool) or value is None:
         return value
     return scrub_text(repr(value))
+
+
+@functools.lru_cache(maxsize=1024)
+def _sensitive(key: str) -> bool:
+    """Whether values under `key` are redacted wholesale (log keys repeat: asked once each)."""
+    return key not in _SAFE_KEYS and _SENSITIVE_KEY.search(key) is not None
 
 
 def redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
