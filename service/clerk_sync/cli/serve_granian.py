@@ -1,8 +1,8 @@
 """`clerk-sync serve` on granian (the default): the app under granian's Rust HTTP/1.1 and
 HTTP/2 server, embedded, so that the drain of `drain` keeps control of the signals.
 
-Each worker runs one embedded granian server in its own event loop, with the app's start-up
-and shut-down run here rather than by granian's lifespan: after a signal and the delay,
+Each worker runs one embedded granian server in its own event loop (uvloop's), with the app's
+start-up and shut-down run here rather than by granian's lifespan: after a signal and the delay,
 `Server.stop()` closes the listener and granian lets in-flight requests finish; only then, or
 when the graceful timeout is up, does the app shut down (the group commit is flushed there).
 Workers of `--workers N` each bind the port themselves (granian listens with SO_REUSEPORT), so
@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import uvloop
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
@@ -51,7 +52,11 @@ class GranianBackend:
         from clerk_sync.app import create_app, runtime_of
 
         app = create_app()
-        asyncio.run(self._serve(app, runtime_of(app), delay, signals))
+        # uvloop: granian and motor hand every request and every command to the loop from
+        # their own threads, and uvloop's wake-ups cost less CPU (docs/performance.md)
+        asyncio.run(
+            self._serve(app, runtime_of(app), delay, signals), loop_factory=uvloop.new_event_loop
+        )
 
     def close(self) -> None:
         return None  # each worker holds its own listener
