@@ -31,7 +31,7 @@ from clerk_sync.testing import sample, signed_headers
 
 COLLECTIONS = ("webhook_events", "users")
 #: seconds to wait after the last answer before reading the command counts: the group commit
-#: of successful outcomes follows the answers by up to CLERK_SYNC_OUTCOME_FLUSH_SECONDS (0.05 s
+#: of successful outcomes follows the answers by up to CLERK_SYNC_OUTCOME_FLUSH_SECONDS (0.25 s
 #: by default), and bench/monitor.py rewrites its file every 0.1 s
 SETTLE_S = 0.5
 NOT_PER_DELIVERY = frozenset({"ping", "endSessions"})

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     clerk_sync_event_retention_days: int = Field(default=30, gt=0)
     clerk_sync_shutdown_delay: float = Field(default=5.0, ge=0)
     clerk_sync_stale_sweep_seconds: float = Field(default=30.0, gt=0)
-    clerk_sync_outcome_flush_seconds: float = Field(default=0.05, ge=0, le=1)
+    clerk_sync_outcome_flush_seconds: float = Field(default=0.25, ge=0, le=1)
     clerk_sync_past_due_grace: float = Field(default=0.0, ge=0)
     clerk_sync_webhook_path: str = Field(
         default="/webhooks/clerk", max_length=200, pattern=WEBHOOK_PATH_PATTERN
