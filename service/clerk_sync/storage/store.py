@@ -29,6 +29,7 @@ from clerk_sync.storage.claims import (
     record_many,
     record_one,
 )
+from clerk_sync.storage.finishing import finish_update
 from clerk_sync.storage.indexes import REPLACED, query_indexes
 from clerk_sync.storage.reach import Reachability
 
@@ -93,19 +94,6 @@ class Finished:
     token: str
     status: str
     outcomes: Mapping[str, Mapping[str, Any]]
-
-
-def _finish_stage(
-    token: str, status: str, outcomes: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """The `$set` stage writing an attempt's outcome only while it holds the lease."""
-    owned = {"$eq": ["$lease_token", {"$literal": token}]}
-    merged = {"$mergeObjects": [{"$ifNull": ["$handlers", {}]}, {"$literal": dict(outcomes)}]}
-    return {
-        "status": {"$cond": [owned, {"$literal": status}, "$status"]},
-        "lease_until": {"$cond": [owned, None, "$lease_until"]},
-        "handlers": {"$cond": [owned, merged, "$handlers"]},
-    }
 
 
 class DeliveryLog:
@@ -255,13 +243,14 @@ class DeliveryLog:
     ) -> bool:
         """Write handler outcomes and the final status if this attempt still holds the lease.
 
-        Keyed by `_id` alone, the lease check inside the update pipeline; the previous lease
-        token says whether this attempt still owned the delivery.
+        The write of `finishing.finish_update`; the lease token of the document it found
+        says whether this attempt still owned the delivery.
         """
+        query, update = finish_update(svix_id, token, status, outcomes)
         try:
             before = await self.collection.find_one_and_update(
-                {"_id": svix_id},
-                [{"$set": _finish_stage(token, status, outcomes)}],
+                query,
+                update,
                 projection={"_id": 0, "lease_token": 1},
                 return_document=ReturnDocument.BEFORE,
             )
@@ -276,8 +265,7 @@ class DeliveryLog:
         attempt that queued the outcome still holds its lease token, so an outcome that comes
         too late for a takeover changes nothing."""
         updates = [
-            UpdateOne({"_id": f.svix_id}, [{"$set": _finish_stage(f.token, f.status, f.outcomes)}])
-            for f in finished
+            UpdateOne(*finish_update(f.svix_id, f.token, f.status, f.outcomes)) for f in finished
         ]
         if not updates:
             return
