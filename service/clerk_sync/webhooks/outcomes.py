@@ -3,8 +3,12 @@
 DESIGN.md ("What the contract guarantees, and what it leaves free") lets the `processed` outcome
 of a successful delivery follow the answer, batched with others, if it is written within one
 second and at shut-down. The receiver queues it here with the attempt's lease token; `run`
-writes whatever is queued at most every CLERK_SYNC_OUTCOME_FLUSH_SECONDS, in one `update`
-command, each delivery still guarded by its lease token. A failed write is logged, counted and
+writes whatever is queued at most every CLERK_SYNC_OUTCOME_FLUSH_SECONDS, or as soon as
+MAX_BATCH outcomes wait, in `update` commands of at most MAX_BATCH outcomes sent one after
+another, each delivery still guarded by its lease token. The bound keeps one write short: the
+server works through a command's statements before the claims and handler writes queued
+behind it, and on a slow store a batch of everything from a quarter second held every request
+up at once (docs/performance.md). A failed write is logged, counted and
 retried at the next interval; nothing is dropped while the process lives. A crash before the
 write leaves the delivery `processing`; its lease expires and a redelivery or
 `clerk-sync events replay --stale` runs its handlers again.
@@ -13,6 +17,7 @@ write leaves the delivery `processing`; its lease expires and a redelivery or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
 
 #: attempts of the last write at shut-down, when MongoDB refuses the first
 SHUTDOWN_ATTEMPTS = 3
+#: outcomes written by one command; this many queued are written without waiting any longer
+MAX_BATCH = 8
 
 
 class OutcomeWriter:
@@ -39,43 +46,53 @@ class OutcomeWriter:
         self.queued: dict[str, Finished] = {}
         self.writing: dict[str, Finished] = {}
         self._wake = asyncio.Event()
+        self._full = asyncio.Event()
 
     def queue(self, finished: Finished) -> None:
         """Write `finished` with the next batch (at most `interval` seconds from now)."""
         self.queued[finished.svix_id] = finished
         self._wake.set()
+        if len(self.queued) >= MAX_BATCH:
+            self._full.set()
 
     def holds(self, svix_id: str) -> bool:
         """Whether an outcome of `svix_id` is queued or being written by this process."""
         return svix_id in self.queued or svix_id in self.writing
 
     async def run(self) -> None:
-        """Write the queue every `interval` seconds while anything is queued; until cancelled."""
+        """Write the queue `interval` seconds after something was queued, or once MAX_BATCH
+        outcomes wait; until cancelled."""
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.interval)
             self._wake.clear()
+            self._full.clear()
             if not await self.flush():
-                self._wake.set()  # retried after the next interval
+                self._wake.set()
+                await asyncio.sleep(self.interval)  # retried a whole interval later, full or not
 
     async def flush(self) -> bool:
-        """Write everything queued in one command; False (and requeued) when that failed."""
+        """Write everything queued, MAX_BATCH outcomes a command; False when a command failed
+        (what it and the commands after it held is queued again)."""
         if not self.queued:
             return True
         self.writing, self.queued = self.queued, {}
-        batch = list(self.writing.values())
-        try:
-            await self.events.finish_many(batch)
-        except (StoreUnavailable, PyMongoError) as error:
-            self._requeue()
-            self.metrics.outcome_flush_failures.inc()
-            self.log.warning("outcomes_not_written", deliveries=len(batch), error=str(error))
-            return False
-        except BaseException:  # cancelled mid-write: whether it landed is unknown, so keep it
-            self._requeue()
-            raise
-        self.writing = {}
-        self.metrics.outcome_batch_size.observe(len(batch))
+        while self.writing:
+            batch = list(self.writing.values())[:MAX_BATCH]
+            try:
+                await self.events.finish_many(batch)
+            except (StoreUnavailable, PyMongoError) as error:
+                self._requeue()
+                self.metrics.outcome_flush_failures.inc()
+                self.log.warning("outcomes_not_written", deliveries=len(batch), error=str(error))
+                return False
+            except BaseException:  # cancelled mid-write: whether it landed is unknown, so keep it
+                self._requeue()
+                raise
+            for written in batch:
+                del self.writing[written.svix_id]
+            self.metrics.outcome_batch_size.observe(len(batch))
         return True
 
     async def close(self) -> None:
