@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 #: attempts of the last write at shut-down, when MongoDB refuses the first
 SHUTDOWN_ATTEMPTS = 3
 #: outcomes written by one command; this many queued are written without waiting any longer
-MAX_BATCH = 8
+MAX_BATCH = 16
 
 
 class OutcomeWriter:
