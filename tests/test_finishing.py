@@ -5,16 +5,16 @@ that handler keys unfit for a dotted path take."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
-from pymongo import monitoring
 
 from clerk_sync.storage.finishing import finish_update
 from clerk_sync.storage.store import DeliveryLog, Finished
+from tests.listeners import UpdateCommands
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=15)
@@ -23,31 +23,14 @@ FAILED = {"status": "failed", "at": T0, "error": "boom"}
 
 
 @dataclass
-class Updates(monitoring.CommandListener):
-    """The update documents (`u`) of every `update` command the client sent."""
-
-    sent: list[Any] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update":
-            self.sent += [statement["u"] for statement in event.command["updates"]]
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
-@dataclass
 class Log:
     events: DeliveryLog
-    updates: Updates
+    updates: UpdateCommands
 
 
 @pytest.fixture
 async def log(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Log]:
-    updates = Updates()
+    updates = UpdateCommands()
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         mongodb_url, tz_aware=True, event_listeners=[updates]
     )
@@ -123,14 +106,14 @@ async def test_usual_keys_are_written_by_a_plain_set_and_others_by_a_pipeline(lo
     key of the shipped plugins takes it."""
     for svix_id in ("plain", "pipeline"):
         await claim(log, svix_id, "a", T0)
-    log.updates.sent.clear()
+    log.updates.commands.clear()
     await log.events.finish_many(
         [
             Finished("plain", "a", "processed", {"users:upsert_user": OK, "audit:record": OK}),
             Finished("pipeline", "a", "processed", {"users:upsert_user": OK, "p:a.b": OK}),
         ]
     )
-    plain, pipeline = log.updates.sent
+    plain, pipeline = log.updates.updates()
     assert plain == {
         "$set": {
             "status": "processed",

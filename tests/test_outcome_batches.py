@@ -7,46 +7,29 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client import generate_latest
-from pymongo import monitoring
 from pymongo.errors import AutoReconnect
 
 from clerk_sync.observability.logs import make_logger
 from clerk_sync.observability.metrics import Metrics
 from clerk_sync.storage.store import DeliveryLog, Finished
 from clerk_sync.webhooks.outcomes import MAX_BATCH, OutcomeWriter
+from tests.listeners import UpdateCommands
 
 NOW = datetime.now(UTC)
 OK = {"status": "ok", "at": NOW, "error": None}
 
 
 @dataclass
-class Statements(monitoring.CommandListener):
-    """How many statements each `update` command carried."""
-
-    sizes: list[int] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "update":
-            self.sizes.append(len(event.command["updates"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-
-@dataclass
 class Fixture:
     events: DeliveryLog
-    statements: Statements
+    statements: UpdateCommands
     metrics: Metrics
 
     def writer(self, interval: float) -> OutcomeWriter:
@@ -68,7 +51,7 @@ class Fixture:
                 on_insert={"type": "user.created", "payload": {"n": n}},
             )
             finished.append(Finished(svix_id, f"t{n}", "processed", {"p:h": OK}))
-        self.statements.sizes.clear()
+        self.statements.commands.clear()
         return finished
 
     async def statuses(self) -> dict[str, str]:
@@ -90,7 +73,7 @@ class Fixture:
 
 @pytest.fixture
 async def fx(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Fixture]:
-    statements = Statements()
+    statements = UpdateCommands()
     client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
         mongodb_url, tz_aware=True, event_listeners=[statements]
     )
@@ -109,7 +92,7 @@ async def test_a_flush_writes_everything_queued_at_most_max_batch_to_a_command(
     for finished in await fx.processing(2 * MAX_BATCH + 3):
         writer.queue(finished)
     assert await writer.flush()
-    assert fx.statements.sizes == [MAX_BATCH, MAX_BATCH, 3]
+    assert fx.statements.sizes() == [MAX_BATCH, MAX_BATCH, 3]
     assert fx.batches() == (3.0, 2 * MAX_BATCH + 3)
     assert set((await fx.statuses()).values()) == {"processed"}
     assert not writer.holds("msg_0")
@@ -127,7 +110,7 @@ async def test_a_full_batch_is_written_without_waiting_for_the_interval(fx: Fixt
                 await asyncio.sleep(0.05)
     finally:
         running.cancel()
-    assert fx.statements.sizes == [MAX_BATCH]
+    assert fx.statements.sizes() == [MAX_BATCH]
 
 
 async def test_a_failed_command_leaves_its_outcomes_and_the_later_ones_queued(
@@ -159,3 +142,21 @@ async def test_a_failed_command_leaves_its_outcomes_and_the_later_ones_queued(
     assert held == [one.svix_id for one in finished[MAX_BATCH:]]
     assert retried is True
     assert set((await fx.statuses()).values()) == {"processed"}
+
+
+async def test_flushes_called_at_once_write_everything_once(fx: Fixture) -> None:
+    """The background flush, a test's settle and the console's replay may flush together: each
+    returns once what was queued before it is written, and nothing is written twice."""
+    writer = fx.writer(interval=1)
+    finished = await fx.processing(MAX_BATCH + 4)
+    for one in finished[:MAX_BATCH]:
+        writer.queue(one)
+    first = asyncio.create_task(writer.flush())
+    await asyncio.sleep(0)  # the first flush has taken its outcomes and is writing
+    for one in finished[MAX_BATCH:]:
+        writer.queue(one)
+    results = await asyncio.gather(first, writer.flush(), writer.flush())
+    assert results == [True, True, True]
+    assert set((await fx.statuses()).values()) == {"processed"}
+    assert sorted(fx.statements.sizes()) == [4, MAX_BATCH]
+    assert not any(writer.holds(one.svix_id) for one in finished)

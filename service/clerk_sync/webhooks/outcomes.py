@@ -47,6 +47,7 @@ class OutcomeWriter:
         self.writing: dict[str, Finished] = {}
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
+        self._flushing = asyncio.Lock()
 
     def queue(self, finished: Finished) -> None:
         """Write `finished` with the next batch (at most `interval` seconds from now)."""
@@ -74,7 +75,12 @@ class OutcomeWriter:
 
     async def flush(self) -> bool:
         """Write everything queued, MAX_BATCH outcomes a command; False when a command failed
-        (what it and the commands after it held is queued again)."""
+        (what it and the commands after it held is queued again). A flush called while one is
+        writing (the console's replay, shut-down) waits for it, then writes what is left."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         if not self.queued:
             return True
         self.writing, self.queued = self.queued, {}
