@@ -7,47 +7,28 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from bson.errors import BSONError
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection
-from pymongo import monitoring
 from pymongo.errors import BulkWriteError
 
 from clerk_sync.projection import tombstone, upsert_if_newer
 from clerk_sync.storage.projection import Upsert, upsert_many
+from tests.listeners import Commands
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OLDER, NEWER = T0, T0 + timedelta(seconds=5)
 
 
-@dataclass
-class Commands(monitoring.CommandListener):
-    """The commands the client sent, by name, and the number of statements of each `update`."""
-
-    names: list[str] = field(default_factory=list)
-    update_sizes: list[int] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("ping", "endSessions", "hello", "isMaster", "createIndexes"):
-            return
-        self.names.append(event.command_name)
-        if event.command_name == "update":
-            self.update_sizes.append(len(event.command["updates"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-    def take(self) -> tuple[Counter[str], list[int]]:
-        seen, sizes = Counter(self.names), self.update_sizes
-        self.names, self.update_sizes = [], []
-        return seen, sizes
+def taken(commands: Commands) -> tuple[Counter[str], list[int]]:
+    """The commands sent since the last look, by name, and the statements of each `update`."""
+    seen, sizes = commands.take(), commands.sizes()
+    commands.clear()
+    return seen, sizes
 
 
 @dataclass
@@ -68,7 +49,7 @@ async def things(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Things]:
     try:
         collection = client[mongodb_db]["things"]
         await collection.create_index("clerk_id", unique=True)
-        commands.take()
+        commands.clear()
         yield Things(collection, commands)
     finally:
         client.close()
@@ -95,11 +76,11 @@ async def test_two_versions_in_one_batch_store_the_newer_in_either_order(
     reported stale when it comes second, and the newer is never reported stale."""
     if stored_before:
         await upsert_if_newer(things.collection, "user_1", {"name": "first"}, OLDER - timedelta(1))
-        things.commands.take()
+        taken(things.commands)
     older = ("user_1", {"name": "older"}, OLDER)
     newer = ("user_1", {"name": "newer"}, NEWER)
     results = await together(things, *((newer, older) if newer_first else (older, newer)))
-    names, sizes = things.commands.take()
+    names, sizes = taken(things.commands)
     stored = await things.stored("user_1")
     assert sizes == [2], "both versions went out in one update command"
     assert stored is not None
@@ -117,7 +98,7 @@ async def test_a_batch_keeps_tombstones_and_newer_stored_versions(things: Things
     await upsert_if_newer(things.collection, "ahead", {"name": "ahead"}, NEWER)
     await upsert_if_newer(things.collection, "behind", {"name": "behind"}, OLDER)
     await upsert_if_newer(things.collection, "undated", {"name": "undated"}, OLDER)
-    things.commands.take()
+    taken(things.commands)
     results = await together(
         things,
         ("gone", {"name": "revived"}, NEWER),
@@ -127,7 +108,7 @@ async def test_a_batch_keeps_tombstones_and_newer_stored_versions(things: Things
         ("fresh", {"name": "fresh"}, OLDER),
     )
     assert results == ["stale", "stale", "applied", "applied", "applied"]
-    assert things.commands.take()[1] == [5]
+    assert taken(things.commands)[1] == [5]
     names = {}
     for clerk_id in ("gone", "ahead", "behind", "undated", "fresh"):
         doc = await things.stored(clerk_id)
@@ -169,7 +150,7 @@ async def test_concurrent_upserts_take_one_command_after_the_lone_one(things: Th
     `update`; each answers `applied` and each is stored once."""
     calls = [upsert_if_newer(things.collection, f"u{i}", {"n": i}, T0) for i in range(8)]
     results = await asyncio.gather(*calls)
-    names, sizes = things.commands.take()
+    names, sizes = taken(things.commands)
     assert results == ["applied"] * 8
     assert names == Counter({"findAndModify": 1, "update": 1})
     assert sizes == [7]

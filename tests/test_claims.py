@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,34 +18,10 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from clerk_sync.errors import StoreUnavailable
 from clerk_sync.storage.claims import Claim, claimable
 from clerk_sync.storage.store import DeliveryLog
+from tests.listeners import Commands, listened_log
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=15)
-
-
-@dataclass
-class Commands(monitoring.CommandListener):
-    """The commands the client sent, by name, and the statements of each `update`."""
-
-    names: list[str] = field(default_factory=list)
-    update_sizes: list[int] = field(default_factory=list)
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("ping", "endSessions", "hello", "isMaster"):
-            return
-        self.names.append(event.command_name)
-        if event.command_name == "update":
-            self.update_sizes.append(len(event.command["updates"]))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        return None
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        return None
-
-    def take(self) -> Counter[str]:
-        seen, self.names = Counter(self.names), []
-        return seen
 
 
 @dataclass
@@ -57,15 +32,8 @@ class Log:
 
 @pytest.fixture
 async def log(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Log]:
-    commands = Commands()
-    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
-        mongodb_url, tz_aware=True, event_listeners=[commands]
-    )
-    try:
-        await client.admin.command("ping")
-        yield Log(DeliveryLog(client[mongodb_db]["webhook_events"]), commands)
-    finally:
-        client.close()
+    async with listened_log(mongodb_url, mongodb_db) as (events, commands):
+        yield Log(events, commands)
 
 
 async def claim(
@@ -128,7 +96,7 @@ async def test_concurrent_new_deliveries_are_recorded_by_one_update(log: Log) ->
     befores = await asyncio.gather(*(claim(log.events, f"msg_{n}", f"t{n}") for n in range(8)))
     assert befores == [None] * 8
     assert log.commands.take() == {"findAndModify": 1, "update": 1}
-    assert log.commands.update_sizes == [7]
+    assert log.commands.sizes() == [7]
     for n in range(8):
         document = await stored(log.events, f"msg_{n}")
         assert (document["status"], document["lease_token"]) == ("processing", f"t{n}")
@@ -233,7 +201,7 @@ async def test_a_claim_the_server_refuses_in_a_batch_fails_alone(log: Log) -> No
     assert "conflicting" in str(refused)
     assert results[3] is None
     assert log.commands.take() == {"findAndModify": 1, "update": 1}
-    assert log.commands.update_sizes == [3]
+    assert log.commands.sizes() == [3]
     assert await log.events.get("refused") is None
     for svix_id in ("before", "after"):
         assert (await stored(log.events, svix_id))["lease_token"] == "a"

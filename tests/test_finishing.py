@@ -10,11 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
 
 from clerk_sync.storage.finishing import finish_update
 from clerk_sync.storage.store import DeliveryLog, Finished
-from tests.listeners import UpdateCommands
+from tests.listeners import Commands, listened_log
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=15)
@@ -25,21 +24,13 @@ FAILED = {"status": "failed", "at": T0, "error": "boom"}
 @dataclass
 class Log:
     events: DeliveryLog
-    updates: UpdateCommands
+    updates: Commands
 
 
 @pytest.fixture
 async def log(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Log]:
-    updates = UpdateCommands()
-    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
-        mongodb_url, tz_aware=True, event_listeners=[updates]
-    )
-    collection = client[mongodb_db]["webhook_events"]
-    await collection.delete_many({})
-    try:
-        yield Log(DeliveryLog(collection), updates)
-    finally:
-        client.close()
+    async with listened_log(mongodb_url, mongodb_db) as (events, updates):
+        yield Log(events, updates)
 
 
 async def claim(log: Log, svix_id: str, token: str, now: datetime) -> None:
@@ -106,14 +97,14 @@ async def test_usual_keys_are_written_by_a_plain_set_and_others_by_a_pipeline(lo
     key of the shipped plugins takes it."""
     for svix_id in ("plain", "pipeline"):
         await claim(log, svix_id, "a", T0)
-    log.updates.commands.clear()
+    log.updates.clear()
     await log.events.finish_many(
         [
             Finished("plain", "a", "processed", {"users:upsert_user": OK, "audit:record": OK}),
             Finished("pipeline", "a", "processed", {"users:upsert_user": OK, "p:a.b": OK}),
         ]
     )
-    plain, pipeline = log.updates.updates()
+    plain, pipeline = log.updates.documents()
     assert plain == {
         "$set": {
             "status": "processed",

@@ -9,10 +9,8 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client import generate_latest
 from pymongo.errors import AutoReconnect
 
@@ -20,7 +18,7 @@ from clerk_sync.observability.logs import make_logger
 from clerk_sync.observability.metrics import Metrics
 from clerk_sync.storage.store import DeliveryLog, Finished
 from clerk_sync.webhooks.outcomes import MAX_BATCH, OutcomeWriter
-from tests.listeners import UpdateCommands
+from tests.listeners import Commands, listened_log
 
 NOW = datetime.now(UTC)
 OK = {"status": "ok", "at": NOW, "error": None}
@@ -29,7 +27,7 @@ OK = {"status": "ok", "at": NOW, "error": None}
 @dataclass
 class Fixture:
     events: DeliveryLog
-    statements: UpdateCommands
+    statements: Commands
     metrics: Metrics
 
     def writer(self, interval: float) -> OutcomeWriter:
@@ -51,7 +49,7 @@ class Fixture:
                 on_insert={"type": "user.created", "payload": {"n": n}},
             )
             finished.append(Finished(svix_id, f"t{n}", "processed", {"p:h": OK}))
-        self.statements.commands.clear()
+        self.statements.clear()
         return finished
 
     async def statuses(self) -> dict[str, str]:
@@ -73,16 +71,8 @@ class Fixture:
 
 @pytest.fixture
 async def fx(mongodb_url: str, mongodb_db: str) -> AsyncIterator[Fixture]:
-    statements = UpdateCommands()
-    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(
-        mongodb_url, tz_aware=True, event_listeners=[statements]
-    )
-    collection = client[mongodb_db]["webhook_events"]
-    await collection.delete_many({})
-    try:
-        yield Fixture(DeliveryLog(collection), statements, Metrics())
-    finally:
-        client.close()
+    async with listened_log(mongodb_url, mongodb_db) as (events, statements):
+        yield Fixture(events, statements, Metrics())
 
 
 async def test_a_flush_writes_everything_queued_at_most_max_batch_to_a_command(
