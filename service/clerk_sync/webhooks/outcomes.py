@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
@@ -85,7 +86,7 @@ class OutcomeWriter:
             return True
         self.writing, self.queued = self.queued, {}
         while self.writing:
-            batch = list(self.writing.values())[:MAX_BATCH]
+            batch = list(itertools.islice(self.writing.values(), MAX_BATCH))
             try:
                 await self.events.finish_many(batch)
             except (StoreUnavailable, PyMongoError) as error:
